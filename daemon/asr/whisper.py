@@ -1,0 +1,312 @@
+"""Whisper on CTranslate2 (faster-whisper's model, feature extractor and tokenizer), decoded in batches.
+
+Why not `WhisperModel.transcribe()` as is: for the short chunks a VAD produces it encodes each 30 s window
+twice (once to detect the language, once to decode) and decodes one window at a time. Here each window is
+encoded once, the language is read from that encoder output, and the windows of a batch are decoded
+together (beam search, with Whisper's temperature fallback for the windows that fail its quality checks).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript, join_texts
+from daemon.asr.models import resolve_whisper_model
+from daemon.errors import ConfigError, ModelError
+from daemon.settings import AsrSettings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16_000
+WINDOW_S = 30
+WINDOW = WINDOW_S * SAMPLE_RATE
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+COMPRESSION_RATIO_THRESHOLD = 2.4
+LOG_PROB_THRESHOLD = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+BEST_OF = 5
+MAX_INITIAL_TIMESTAMP_S = 1.0
+# A window's language is taken over from its group when the window alone is this unsure.
+GROUP_LANGUAGE_MIN_PROB = 0.8
+
+
+def pick_device(requested: str, cuda_devices: int) -> str:
+    """`auto` -> cuda when a CUDA device is usable, else cpu; `cuda` without one is a config error."""
+    if requested == "cuda" and cuda_devices == 0:
+        raise ConfigError("config error: asr.device: 'cuda' but no usable CUDA device (use 'auto' or 'cpu')")
+    if requested == "auto":
+        return "cuda" if cuda_devices > 0 else "cpu"
+    return requested
+
+
+def pick_compute_type(requested: str, device: str) -> str:
+    if requested != "auto":
+        return requested
+    return "float16" if device == "cuda" else "int8"
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class WhisperEngine:
+    def __init__(self, settings: AsrSettings) -> None:
+        import ctranslate2
+        from faster_whisper import WhisperModel
+
+        model = resolve_whisper_model(settings.model, settings.cache_dir)
+        try:
+            cuda = ctranslate2.get_cuda_device_count()
+        except Exception:  # a broken CUDA install must not stop a CPU box
+            cuda = 0
+        device = pick_device(settings.device, cuda)
+        if settings.device == "auto" and device == "cpu":
+            log.info("no CUDA device found: running Whisper on the CPU")
+        compute_type = pick_compute_type(settings.compute_type, device)
+        threads = settings.threads or (os.cpu_count() or 1)
+        try:
+            self._model = WhisperModel(
+                str(model.path),
+                device=device,
+                compute_type=compute_type,
+                cpu_threads=threads if device == "cpu" else 0,
+                local_files_only=True,
+            )
+        except ValueError as exc:  # e.g. a compute type the device does not support
+            raise ConfigError(f"config error: asr.compute_type: {exc}") from None
+        except RuntimeError as exc:
+            raise ModelError(f"cannot load the Whisper model from {model.path}: {exc}") from None
+        self._ct2 = self._model.model
+        self._features = self._model.feature_extractor
+        self._tokenizers: dict[str, Any] = {}
+        self.batch_size = settings.batch_size
+        self.beam_size = settings.beam_size
+        label = f"{model.name}-{compute_type}"
+        self.info = EngineInfo("whisper", label, device, compute_type)
+        self._multilingual = bool(self._ct2.is_multilingual)
+        self._precision = 0.02  # seconds per timestamp token
+        log.info("Whisper model %s loaded on %s (%s, %d threads)", model.path, device, compute_type, threads)
+
+    def close(self) -> None:
+        self._tokenizers.clear()
+
+    # ------------------------------------------------------------------ helpers
+    def _tokenizer(self, language: str) -> Any:
+        tok = self._tokenizers.get(language)
+        if tok is None:
+            from faster_whisper.tokenizer import Tokenizer
+
+            tok = Tokenizer(
+                self._model.hf_tokenizer,
+                self._multilingual,
+                task="transcribe",
+                language=language if self._multilingual else "en",
+            )
+            self._tokenizers[language] = tok
+        return tok
+
+    def _prompt(self, tok: Any, hotwords: Sequence[str]) -> list[int]:
+        prompt: list[int] = []
+        if hotwords:
+            words = tok.encode(" " + ", ".join(hotwords))[: self._model.max_length // 2 - 1]
+            prompt = [tok.sot_prev, *words]
+        return [*prompt, *tok.sot_sequence]
+
+    def _suppress(self, tok: Any) -> list[int]:
+        base = set(tok.non_speech_tokens)
+        base.update({tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.sot_lm, tok.no_speech})
+        return sorted(base)
+
+    def _mel(self, audio: Audio) -> np.ndarray[Any, Any]:
+        feats = self._features(audio)[..., :-1]
+        frames = self._features.nb_max_frames
+        if feats.shape[-1] >= frames:
+            return np.ascontiguousarray(feats[..., :frames], dtype=np.float32)
+        out = np.zeros((feats.shape[0], frames), dtype=np.float32)
+        out[:, : feats.shape[-1]] = feats
+        return out
+
+    # ------------------------------------------------------------------ API
+    def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
+        # Split chunks longer than one window; the engine is fed <= 30 s chunks by the segmenter, this is
+        # only a guard for direct callers.
+        windows: list[tuple[int, float, Audio]] = []  # (chunk index, offset s, audio)
+        for i, audio in enumerate(audios):
+            if audio.size <= WINDOW:
+                windows.append((i, 0.0, audio))
+            else:
+                for off in range(0, audio.size, WINDOW):
+                    windows.append((i, off / SAMPLE_RATE, audio[off : off + WINDOW]))
+        groups = options.groups
+        results: list[Transcript] = []
+        for start in range(0, len(windows), self.batch_size):
+            part = windows[start : start + self.batch_size]
+            part_groups = [groups[w[0]] if groups else -1 - w[0] for w in part]
+            results.extend(self._decode_batch([w[2] for w in part], part_groups, options))
+        # merge windows back into chunks
+        merged: list[list[tuple[float, Transcript]]] = [[] for _ in audios]
+        for (i, offset, _), res in zip(windows, results, strict=True):
+            merged[i].append((offset, res))
+        return [self._merge(parts) for parts in merged]
+
+    def _merge(self, parts: list[tuple[float, Transcript]]) -> Transcript:
+        if len(parts) == 1 and parts[0][0] == 0.0:
+            return parts[0][1]
+        segs = tuple(Segment(s.start + off, s.end + off, s.text) for off, t in parts for s in t.segments)
+        first = parts[0][1]
+        return Transcript(
+            text=join_texts([t.text for _, t in parts], first.language),
+            language=first.language,
+            language_prob=first.language_prob,
+            segments=segs,
+            avg_logprob=float(np.mean([t.avg_logprob for _, t in parts])),
+            no_speech_prob=min(t.no_speech_prob for _, t in parts),
+            temperature=max(t.temperature for _, t in parts),
+        )
+
+    def _languages(self, encoder_output: Any, groups: list[int], forced: str | None) -> list[tuple[str, float]]:
+        if forced:
+            return [(forced, 1.0)] * len(groups)
+        if not self._multilingual:
+            return [("en", 1.0)] * len(groups)
+        detected = self._ct2.detect_language(encoder_output)
+        per_item = [{tok[2:-2]: prob for tok, prob in d} for d in detected]
+        # Windows of one group (a file) vote, weighted by probability; an unsure window follows its group.
+        votes: dict[int, dict[str, float]] = {}
+        for g, probs in zip(groups, per_item, strict=True):
+            acc = votes.setdefault(g, {})
+            for lang, p in probs.items():
+                acc[lang] = acc.get(lang, 0.0) + p
+        out = []
+        for g, probs in zip(groups, per_item, strict=True):
+            lang, prob = max(probs.items(), key=lambda kv: kv[1])
+            if prob < GROUP_LANGUAGE_MIN_PROB:
+                group_lang = max(votes[g].items(), key=lambda kv: kv[1])[0]
+                lang, prob = group_lang, probs.get(group_lang, prob)
+            out.append((lang, prob))
+        return out
+
+    def _decode_batch(self, audios: list[Audio], groups: list[int], options: DecodeOptions) -> list[Transcript]:
+        import ctranslate2
+
+        mels = np.stack([self._mel(a) for a in audios])
+        encoded = self._ct2.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
+        langs = self._languages(encoded, groups, options.language)
+        enc_np = np.array(encoded)
+        n = len(audios)
+        toks = [self._tokenizer(lang) for lang, _ in langs]
+        prompts = [self._prompt(t, options.hotwords) for t in toks]
+        durations = [a.size / SAMPLE_RATE for a in audios]
+
+        best: list[tuple[list[int], float, float, float] | None] = [None] * n  # tokens, avg_lp, no_speech, T
+        todo = list(range(n))
+        for temperature in (0.0, *FALLBACK_TEMPERATURES):
+            if not todo:
+                break
+            sel = enc_np[todo] if len(todo) < n else enc_np
+            kwargs: dict[str, Any] = (
+                {"beam_size": self.beam_size}
+                if temperature == 0.0
+                else {
+                    "beam_size": 1,
+                    "num_hypotheses": BEST_OF,
+                    "sampling_topk": 0,
+                    "sampling_temperature": temperature,
+                }
+            )
+            # all prompts of one call must share their suppress list: group the windows by language
+            by_lang: dict[str, list[int]] = {}
+            for k, i in enumerate(todo):
+                by_lang.setdefault(langs[i][0], []).append(k)
+            still: list[int] = []
+            for lang, ks in by_lang.items():
+                tok = self._tokenizer(lang)
+                items = [todo[k] for k in ks]
+                view = ctranslate2.StorageView.from_array(np.ascontiguousarray(sel[ks]))
+                res = self._ct2.generate(
+                    view,
+                    [prompts[i] for i in items],
+                    length_penalty=1.0,
+                    max_length=self._model.max_length,
+                    return_scores=True,
+                    return_no_speech_prob=True,
+                    suppress_blank=True,
+                    suppress_tokens=self._suppress(tok),
+                    max_initial_timestamp_index=round(MAX_INITIAL_TIMESTAMP_S / self._precision),
+                    **kwargs,
+                )
+                for i, r in zip(items, res, strict=True):
+                    tokens = list(r.sequences_ids[0])
+                    avg_lp = r.scores[0] * len(tokens) / (len(tokens) + 1)
+                    text = tok.decode([t for t in tokens if t < tok.eot]).strip()
+                    cr = compression_ratio(text)
+                    cand = (tokens, avg_lp, float(r.no_speech_prob), temperature)
+                    silent = r.no_speech_prob > NO_SPEECH_THRESHOLD and avg_lp < LOG_PROB_THRESHOLD
+                    ok = silent or (cr <= COMPRESSION_RATIO_THRESHOLD and avg_lp >= LOG_PROB_THRESHOLD)
+                    prev = best[i]
+                    if prev is None or (cr <= COMPRESSION_RATIO_THRESHOLD and avg_lp > prev[1]):
+                        best[i] = cand
+                    if ok:
+                        best[i] = cand
+                    else:
+                        still.append(i)
+            if still:
+                log.debug("%d of %d windows fall back to temperature > %.1f", len(still), n, temperature)
+            todo = sorted(still)
+
+        out = []
+        for i in range(n):
+            chosen = best[i]
+            assert chosen is not None
+            tokens, avg_lp, no_speech, temperature = chosen
+            lang, prob = langs[i]
+            if no_speech > NO_SPEECH_THRESHOLD and avg_lp < LOG_PROB_THRESHOLD:
+                segs: tuple[Segment, ...] = ()
+            else:
+                segs = self._segments(tokens, toks[i], durations[i])
+            out.append(
+                Transcript(
+                    text=join_texts([s.text for s in segs], lang),
+                    language=lang,
+                    language_prob=round(float(prob), 4),
+                    segments=segs,
+                    avg_logprob=round(float(avg_lp), 4),
+                    no_speech_prob=round(no_speech, 4),
+                    temperature=temperature,
+                )
+            )
+        return out
+
+    def _segments(self, tokens: list[int], tok: Any, duration: float) -> tuple[Segment, ...]:
+        """Cut the token stream at Whisper's timestamp tokens into timed segments."""
+        ts_begin = tok.timestamp_begin
+        segs: list[Segment] = []
+        cur: list[int] = []
+        start: float | None = None
+        last_end = 0.0
+        for t in tokens:
+            if t >= ts_begin:
+                time = min((t - ts_begin) * self._precision, duration)
+                if cur:
+                    text = tok.decode(cur).strip()
+                    s = start if start is not None else last_end
+                    if text:
+                        segs.append(Segment(round(s, 2), round(max(time, s), 2), text))
+                    cur, start, last_end = [], None, time
+                else:
+                    start = time
+            elif t < tok.eot:
+                cur.append(t)
+        if cur:
+            text = tok.decode(cur).strip()
+            s = start if start is not None else last_end
+            if text:
+                segs.append(Segment(round(s, 2), round(duration, 2), text))
+        return tuple(segs)

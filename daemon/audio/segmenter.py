@@ -1,0 +1,210 @@
+"""Streaming speech segmenter: VAD probabilities per frame -> utterances.
+
+A pure state machine timed by sample counts (never the wall clock), shared by the live daemon and by
+file transcription. Rules:
+- speech starts on a frame with probability >= threshold; `pre_roll_ms` of audio before it is kept so the
+  first syllable is not clipped;
+- speech ends after `min_silence_ms` of frames below `threshold - 0.15` (hysteresis); `post_roll_ms` after the
+  last voiced frame is kept;
+- an utterance with less than `min_speech_ms` of voiced frames is dropped (counted);
+- an utterance reaching `max_utterance_s` is split at its quietest stretch in the later half, and the rest
+  continues as the next utterance.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.audio.decode import SAMPLE_RATE
+from daemon.audio.vad import Vad
+from daemon.settings import VadSettings
+
+Audio = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """A stretch of speech; `start`/`end` are sample offsets from the start of the stream."""
+
+    start: int
+    end: int
+    audio: Audio = field(repr=False)
+    last_voiced: int  # sample offset just after the last voiced frame (end of speech)
+    split: bool = False  # cut at max_utterance_s rather than ended by silence
+
+    @property
+    def start_s(self) -> float:
+        return self.start / SAMPLE_RATE
+
+    @property
+    def end_s(self) -> float:
+        return self.end / SAMPLE_RATE
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    start: int  # sample offset where the utterance's audio begins (pre-roll included)
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    utterance: Utterance
+
+
+Event = SpeechStarted | SpeechEnded
+
+
+class Segmenter:
+    def __init__(self, settings: VadSettings, frame_samples: int = 512) -> None:
+        self.frame = frame_samples
+        ms = SAMPLE_RATE // 1000
+        self.threshold = settings.threshold
+        self.neg_threshold = max(settings.threshold - 0.15, 0.01)
+        self.min_speech = settings.min_speech_ms * ms
+        self.min_silence = settings.min_silence_ms * ms
+        self.post_roll = settings.post_roll_ms * ms
+        self.max_len = int(settings.max_utterance_s * SAMPLE_RATE)
+        pre_frames = -(-settings.pre_roll_ms * ms // frame_samples)
+        self._pre: deque[tuple[Audio, float]] = deque(maxlen=max(pre_frames, 0) or None)
+        if pre_frames == 0:
+            self._pre = deque(maxlen=1)
+        self._pre_frames = pre_frames
+        self.dropped_short = 0
+        self._pos = 0  # samples consumed so far
+        self._reset_utterance()
+
+    def _reset_utterance(self) -> None:
+        self._in_speech = False
+        self._frames: list[Audio] = []
+        self._probs: list[float] = []
+        self._start = 0
+        self._voiced = 0
+        self._last_voiced = 0
+        self._silence = 0
+
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def position(self) -> int:
+        return self._pos
+
+    def current_audio(self) -> Audio:
+        """The audio of the utterance in progress (for partial results)."""
+        return np.concatenate(self._frames) if self._frames else np.zeros(0, dtype=np.float32)
+
+    @property
+    def current_start(self) -> int:
+        return self._start
+
+    def push(self, frame: Audio, prob: float) -> list[Event]:
+        """Feed one frame and its speech probability; return the events it caused."""
+        events: list[Event] = []
+        start_of_frame = self._pos
+        self._pos += frame.size
+        if not self._in_speech:
+            if prob >= self.threshold:
+                pre = list(self._pre) if self._pre_frames else []
+                self._in_speech = True
+                self._frames = [f for f, _ in pre] + [frame]
+                self._probs = [p for _, p in pre] + [prob]
+                self._start = start_of_frame - sum(f.size for f, _ in pre)
+                self._voiced = frame.size
+                self._last_voiced = self._pos
+                self._silence = 0
+                self._pre.clear()
+                events.append(SpeechStarted(self._start))
+            elif self._pre_frames:
+                self._pre.append((frame, prob))
+            return events
+
+        self._frames.append(frame)
+        self._probs.append(prob)
+        if prob >= self.neg_threshold:
+            self._voiced += frame.size if prob >= self.threshold else 0
+            self._last_voiced = self._pos
+            self._silence = 0
+        else:
+            self._silence += frame.size
+        if self._silence >= self.min_silence:
+            events.extend(self._finish(split=False))
+        elif self._pos - self._start >= self.max_len:
+            events.extend(self._split())
+        return events
+
+    def flush(self) -> list[Event]:
+        """End of stream: close the utterance in progress."""
+        return self._finish(split=False) if self._in_speech else []
+
+    def _finish(self, split: bool) -> list[Event]:
+        audio = np.concatenate(self._frames)
+        end = min(self._last_voiced + self.post_roll, self._pos)
+        audio = audio[: end - self._start]
+        voiced = self._voiced
+        utt = Utterance(self._start, end, audio, self._last_voiced, split)
+        # the frames after `end` are silence: they become the pre-roll of what follows
+        tail = self._pos - end
+        self._reset_utterance()
+        if self._pre_frames and tail > 0:
+            self._pre.clear()
+        if voiced < self.min_speech:
+            self.dropped_short += 1
+            return []
+        return [SpeechEnded(utt)]
+
+    def _split(self) -> list[Event]:
+        """Cut at the quietest stretch of the later half; the rest starts the next utterance."""
+        probs = np.asarray(self._probs, dtype=np.float32)
+        n = probs.size
+        half = n // 2
+        window = 5 if n > 10 else 1
+        smooth = np.convolve(probs, np.ones(window) / window, mode="same")
+        cut = half + int(np.argmin(smooth[half:]))  # frame index where the next utterance begins
+        cut = max(1, min(cut, n - 1))
+        first = np.concatenate(self._frames[:cut])
+        rest_frames, rest_probs = self._frames[cut:], self._probs[cut:]
+        end = self._start + first.size
+        utt = Utterance(self._start, end, first, min(self._last_voiced, end), split=True)
+        self._frames, self._probs = rest_frames, rest_probs
+        self._start = end
+        self._voiced = sum(f.size for f, p in zip(rest_frames, rest_probs, strict=True) if p >= self.threshold)
+        return [SpeechEnded(utt), SpeechStarted(end)]
+
+
+def segment_stream(
+    blocks: Iterable[Audio], vad: Vad, settings: VadSettings, pad_end: bool = True
+) -> Iterator[Utterance]:
+    """Offline use of the same segmenter: audio blocks in, utterances out (streaming, bounded memory)."""
+    seg = Segmenter(settings, vad.frame_samples)
+    fs = vad.frame_samples
+    carry = np.zeros(0, dtype=np.float32)
+    for block in blocks:
+        buf = np.concatenate([carry, block]) if carry.size else block
+        n = buf.size // fs * fs
+        carry = buf[n:]
+        if n == 0:
+            continue
+        frames = buf[:n].reshape(-1, fs)
+        for frame, prob in zip(frames, vad.probs(frames), strict=True):
+            for ev in seg.push(frame, float(prob)):
+                if isinstance(ev, SpeechEnded):
+                    yield ev.utterance
+    if pad_end and carry.size:
+        frame = np.zeros(fs, dtype=np.float32)
+        frame[: carry.size] = carry
+        for ev in seg.push(frame, float(vad.probs(frame[None, :])[0])):
+            if isinstance(ev, SpeechEnded):
+                yield ev.utterance
+    for ev in seg.flush():
+        if isinstance(ev, SpeechEnded):
+            yield ev.utterance

@@ -1,0 +1,324 @@
+"""The `asrbox` command. Every failure the user can cause ends as one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.errors import AsrboxError, ConfigError
+from daemon.settings import Settings, load_settings, masked_dump
+
+log = logging.getLogger("daemon.cli")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # usage errors: one line, exit 64 (EX_USAGE)
+        self.exit(64, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="asrbox", description="Private, offline speech-to-text appliance.")
+    p.add_argument("--version", action="version", version=f"asrbox {__version__}")
+    p.add_argument("--config", metavar="PATH", help="TOML config (default: $ASRBOX_CONFIG or /etc/asrbox/asrbox.toml)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (shows transcripts)")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    t = sub.add_parser("transcribe", help="transcribe audio/video files and folders")
+    t.add_argument("paths", nargs="+", metavar="PATH")
+    t.add_argument("--format", "-f", default="txt", choices=("txt", "json", "srt", "vtt", "csv"))
+    t.add_argument("--output", "-o", metavar="DIR|-", help="write <name>.<format> files into DIR; - = stdout")
+    t.add_argument("--language", "-l", help="language code, or 'auto' (default from config)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    t.add_argument("--model", metavar="DIR", help="a local CTranslate2 Whisper model folder")
+    t.add_argument("--batch-size", type=int, metavar="N")
+    t.add_argument("--no-store", action="store_true", help="do not record the results in the history")
+    t.add_argument("--force", action="store_true", help="transcribe again files already in the history")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    h = sub.add_parser("history", help="list, search, show, export or delete stored transcripts")
+    hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    hl = hs.add_parser("list", help="latest records")
+    hl.add_argument("--limit", "-n", type=int, default=20)
+    hl.add_argument("--since")
+    hl.add_argument("--until")
+    hq = hs.add_parser("search", help="full-text search (Chinese too)")
+    hq.add_argument("query")
+    hq.add_argument("--limit", "-n", type=int, default=20)
+    hshow = hs.add_parser("show", help="one record in full (JSON)")
+    hshow.add_argument("id")
+    he = hs.add_parser("export", help="export records as CSV or JSON")
+    he.add_argument("--format", "-f", default="csv", choices=("csv", "json"))
+    he.add_argument("--since", help="date or ISO time (local time unless it has a zone)")
+    he.add_argument("--until")
+    he.add_argument("--output", "-o", default="-", metavar="FILE")
+    hd = hs.add_parser("delete", help="delete one record")
+    hd.add_argument("id")
+
+    c = sub.add_parser("config", help="check or show the configuration")
+    cs = c.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cs.add_parser("check", help="validate; exit 78 with the bad key if wrong")
+    cs.add_parser("show", help="the effective settings as JSON (secrets masked)")
+
+    m = sub.add_parser("models", help="the embedded model and local model folders")
+    ms = m.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ms.add_parser("prepare", help="assemble the embedded model into the cache (done by scripts/setup)")
+    ms.add_parser("verify", help="re-hash the embedded model and check the configured model folder")
+    ms.add_parser("list", help="show the configured and embedded models")
+    return p
+
+
+def _settings(args: argparse.Namespace, asr: dict[str, Any] | None = None) -> Settings:
+    return load_settings(args.config, {"asr": asr or {}})
+
+
+# ---------------------------------------------------------------------------- transcribe
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from daemon.batch.transcribe import BatchTranscriber, collect_inputs, common_folder, output_path
+    from daemon.output.formats import render
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    settings = _settings(
+        args,
+        {
+            "language": args.language,
+            "device": args.device,
+            "model": args.model,
+            "batch_size": args.batch_size,
+        },
+    )
+    files, input_errors = collect_inputs(args.paths)
+    for path, err in input_errors:
+        print(f"asrbox: {path}: {err}", file=sys.stderr)
+    if not files:
+        print("asrbox: nothing to transcribe", file=sys.stderr)
+        return 66
+
+    out_dir: Path | None = None
+    if args.output and args.output != "-":
+        out_dir = Path(args.output)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AsrboxError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+
+    from daemon.asr.engine import load_engine
+    from daemon.audio.vad import SileroVad
+    from daemon.store.db import Store
+    from daemon.text.pipeline import TextPipeline
+
+    store = None if args.no_store else Store(settings.store.path)
+    engine = load_engine(settings.asr)
+    lang = None if settings.asr.language == "auto" else settings.asr.language
+    runner = BatchTranscriber(
+        engine,
+        SileroVad,
+        settings.vad,
+        TextPipeline(settings.text),
+        store,
+        settings.asr.batch_size,
+        language=lang,
+        force=args.force,
+    )
+    common = common_folder(files)
+    ok = failed = 0
+    audio_s = 0.0
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None)
+    first = True
+    try:
+        for outcome in runner.run(files):
+            bar.update(1)
+            if outcome.error is not None or outcome.transcript is None:
+                failed += 1
+                tqdm.write(f"asrbox: error: {outcome.error}", file=sys.stderr)
+                continue
+            ok += 1
+            t = outcome.transcript
+            audio_s += t.duration_s
+            doc = render(t, args.format)
+            if out_dir is not None:
+                target = output_path(out_dir, outcome.path, args.format, common)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_name(target.name + ".part")
+                tmp.write_text(doc, encoding="utf-8")
+                tmp.replace(target)
+            else:
+                if len(files) > 1 and args.format == "json":
+                    doc = json.dumps(t.as_json(), ensure_ascii=False) + "\n"
+                elif len(files) > 1:
+                    doc = ("" if first else "\n") + f"==> {outcome.path} <==\n" + doc
+                sys.stdout.write(doc)
+                sys.stdout.flush()
+                first = False
+    finally:
+        bar.close()
+        engine.close()
+        if store is not None:
+            store.close()
+    failed += len(input_errors)
+    summary = f"asrbox: {ok} transcribed, {failed} failed ({audio_s:.1f} s of audio)"
+    if out_dir is not None:
+        summary += f"; output in {out_dir}"
+    print(summary, file=sys.stderr)
+    return 0 if failed == 0 else 1
+
+
+# ---------------------------------------------------------------------------- history
+def _when(value: str | None, flag: str) -> str | None:
+    if not value:
+        return None
+    from daemon.store.db import iso
+
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise AsrboxError(f"{flag}: not a date or ISO time: {value!r} (e.g. 2026-03-05 or 2026-03-05T14:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time
+    return iso(dt)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from daemon.output.formats import history_csv, history_json
+    from daemon.store.db import Store
+
+    settings = _settings(args)
+    db = settings.store.path / "asrbox.db"
+    if not db.exists():
+        if args.action in ("list", "search", "export"):
+            print("asrbox: no history yet", file=sys.stderr)
+            return 0
+        raise AsrboxError(f"no history yet ({db} does not exist)")
+    store = Store(settings.store.path)
+    try:
+        if args.action in ("list", "search"):
+            records = (
+                store.query(search=args.query, limit=args.limit)
+                if args.action == "search"
+                else store.query(
+                    since=_when(args.since, "--since"), until=_when(args.until, "--until"), limit=args.limit
+                )
+            )
+            for r in records:
+                text = (r.text or r.error or "").replace("\n", " ")
+                if len(text) > 80:
+                    text = text[:79] + "…"
+                src = Path(r.source).name if r.source else (r.session_id or "")
+                print(
+                    f"{r.id[:8]}  {r.created_at[:19]}  {r.kind:4}  {r.status:7}  {r.language or '-':3}  "
+                    f"{src[:24]:24}  {text}"
+                )
+            if not records:
+                print("asrbox: no matching records", file=sys.stderr)
+            return 0
+        if args.action == "show":
+            rec = store.get(args.id)
+            if rec is None:
+                raise AsrboxError(f"no record {args.id!r}")
+            print(json.dumps(rec.as_dict(), ensure_ascii=False, indent=2))
+            return 0
+        if args.action == "delete":
+            rec = store.get(args.id)
+            if rec is None or not store.delete(rec.id):
+                raise AsrboxError(f"no record {args.id!r}")
+            print(f"asrbox: deleted {rec.id}", file=sys.stderr)
+            return 0
+        if args.action == "export":
+            records = list(store.iter_all(since=_when(args.since, "--since"), until=_when(args.until, "--until")))
+            doc = history_csv(records) if args.format == "csv" else history_json(records)
+            if args.output == "-":
+                sys.stdout.write(doc)
+            else:
+                out = Path(args.output)
+                tmp = out.with_name(out.name + ".part")
+                try:
+                    tmp.write_text(doc, encoding="utf-8")
+                    tmp.replace(out)
+                except OSError as exc:
+                    raise AsrboxError(f"cannot write {out}: {exc.strerror}") from None
+                print(f"asrbox: exported {len(records)} records to {out}", file=sys.stderr)
+            return 0
+    finally:
+        store.close()
+    return 64
+
+
+# ---------------------------------------------------------------------------- config / models
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if args.action == "check":
+        settings.mqtt.password()  # a configured password file must be readable
+        print("asrbox: configuration ok", file=sys.stderr)
+        return 0
+    print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from daemon.asr.models import embedded_model_dir, prepare_embedded_model, resolve_whisper_model
+
+    settings = _settings(args)
+    cache = settings.asr.cache_dir
+    if args.action == "prepare":
+        path = prepare_embedded_model(cache)
+        print(f"asrbox: embedded model ready in {path}", file=sys.stderr)
+        return 0
+    if args.action == "verify":
+        path = prepare_embedded_model(cache, verify=True)
+        print(f"asrbox: embedded model ok (sha256 verified) in {path}", file=sys.stderr)
+        if settings.asr.model:
+            info = resolve_whisper_model(settings.asr.model, cache)
+            print(f"asrbox: configured model folder ok: {info.path}", file=sys.stderr)
+        return 0
+    embedded = embedded_model_dir(cache)
+    print(f"embedded  whisper-base  {embedded}  {'assembled' if embedded.is_dir() else 'not assembled yet'}")
+    print(f"configured  engine={settings.asr.engine}  model={settings.asr.model or '(embedded)'}")
+    return 0
+
+
+COMMANDS = {
+    "transcribe": cmd_transcribe,
+    "history": cmd_history,
+    "config": cmd_config,
+    "models": cmd_models,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging("DEBUG" if args.verbose else "WARNING")
+    try:
+        if not args.verbose:
+            level = _settings(args).log.level
+            _setup_logging(level if level != "INFO" or args.command == "run" else "WARNING")
+        return COMMANDS[args.command](args)
+    except AsrboxError as exc:
+        print(f"asrbox: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("asrbox: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Frozen, validated settings: one model per TOML section, read from a TOML file and `ASRBOX_SECTION__KEY`.
+
+Precedence (highest first): explicit overrides (CLI flags), environment, TOML file, defaults.
+Unknown keys are rejected. Secrets are read from files (or a systemd credential), never from the TOML itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from daemon.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/asrbox/asrbox.toml")
+
+
+def default_device_id() -> str:
+    """The host name, lower-cased and reduced to `[a-z0-9_-]` (the MQTT contract's default)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", socket.gethostname().lower()).strip("-")
+    return name or "asrbox"
+
+
+def _default_store_path() -> Path:
+    state = os.environ.get("STATE_DIRECTORY")
+    return Path(state.split(":")[0]) if state else Path("var")
+
+
+def _default_cache_dir() -> Path:
+    cache = os.environ.get("CACHE_DIRECTORY")
+    if cache:
+        return Path(cache.split(":")[0])
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "asrbox"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AsrSettings(Section):
+    engine: Literal["whisper", "funasr", "onnx"] = "whisper"
+    model: str = Field("", description="model folder; empty = the embedded Whisper base")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = Field("auto", description="auto = int8 on CPU, float16 on CUDA")
+    language: str = Field("auto", description="'auto' or a language code such as 'zh' or 'en'")
+    batch_size: int = Field(8, ge=1, le=64)
+    beam_size: int = Field(5, ge=1, le=10)
+    threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores")
+    cache_dir: Path = Field(default_factory=_default_cache_dir)
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v != "auto" and not re.fullmatch(r"[a-z]{2,3}", v):
+            raise ValueError("must be 'auto' or a language code such as 'zh' or 'en'")
+        return v
+
+
+class TextSettings(Section):
+    chinese_script: Literal["simplified", "traditional", "as_is"] = "simplified"
+
+
+class VadSettings(Section):
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    min_speech_ms: int = Field(250, ge=0, le=10_000)
+    min_silence_ms: int = Field(600, ge=50, le=10_000, description="end-of-speech silence")
+    pre_roll_ms: int = Field(300, ge=0, le=2_000)
+    post_roll_ms: int = Field(200, ge=0, le=2_000)
+    max_utterance_s: float = Field(25.0, ge=2.0, le=30.0)
+
+
+class StoreSettings(Section):
+    path: Path = Field(default_factory=_default_store_path)
+    retention_days: int = Field(0, ge=0, description="0 = keep forever")
+    max_audio_gb: float = Field(0.0, ge=0.0, description="0 = no quota")
+
+
+class AudioSettings(Section):
+    device: str = Field("", description="microphone by exact name, substring or index; empty = default")
+    source: str = Field("", description="empty = microphone, or a file played as a microphone")
+
+
+class MqttSettings(Section):
+    host: str = "localhost"
+    port: int = Field(1883, ge=1, le=65535)
+    prefix: str = "asrbox"
+    device_id: str = Field(default_factory=default_device_id)
+    username: str = ""
+    password_file: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = Field(30, ge=5, le=3600)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int | float) else v
+
+    @field_validator("device_id", "prefix")
+    @classmethod
+    def _topic_level(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", v):
+            raise ValueError("must be one MQTT topic level of letters, digits, '_' or '-'")
+        return v
+
+    def password(self) -> SecretStr | None:
+        """The broker password: `password_file`, else the systemd credential `mqtt_password`."""
+        path = self.password_file
+        if path is None:
+            creds = os.environ.get("CREDENTIALS_DIRECTORY")
+            if creds and (Path(creds) / "mqtt_password").is_file():
+                path = Path(creds) / "mqtt_password"
+        if path is None:
+            return None
+        try:
+            return SecretStr(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
+
+
+class SessionSettings(Section):
+    listen_on_start: bool = True
+
+
+class LogSettings(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ASRBOX_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    asr: AsrSettings = Field(default_factory=AsrSettings)
+    text: TextSettings = Field(default_factory=TextSettings)
+    vad: VadSettings = Field(default_factory=VadSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    session: SessionSettings = Field(default_factory=SessionSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """`--config`, else `$ASRBOX_CONFIG`, else /etc/asrbox/asrbox.toml when it exists."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("ASRBOX_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.is_file() else None
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None, overrides: dict[str, dict[str, Any]] | None = None
+) -> Settings:
+    """Build the frozen settings, or raise ConfigError with one line naming the bad key."""
+    path = resolve_config_path(config)
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            import tomllib
+
+            with path.open("rb") as fh:
+                tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+    _check_env_keys()
+
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    clean = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in (overrides or {}).items()}
+    try:
+        kwargs: dict[str, Any] = {k: v for k, v in clean.items() if v}
+        return _FileSettings(**kwargs)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, path)) from None
+
+
+def _check_env_keys() -> None:
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if name.startswith("ASRBOX_") and name != "ASRBOX_CONFIG" and not name.startswith("ASRBOX_TEST"):
+            section = name[len("ASRBOX_") :].split("__")[0].lower()
+            if section not in sections:
+                raise ConfigError(f"config error: environment variable {name}: unknown section {section!r}")
+
+
+def format_validation_error(exc: ValidationError, path: Path | None) -> str:
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    where = f" in {path}" if path else ""
+    value = err.get("input")
+    shown = "" if err["type"] in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {value!r})"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"config error{where}: {key}: {msg}{shown}{more}"
+
+
+def masked_dump(settings: Settings) -> dict[str, Any]:
+    """Settings as plain data for `config show`; secrets are never read into it, file paths are shown."""
+    data: dict[str, Any] = settings.model_dump(mode="json")
+    mqtt = data["mqtt"]
+    mqtt["password"] = "********" if settings.mqtt.password_file else ""
+    return data

@@ -1,0 +1,337 @@
+"""SQLite (WAL) store of every transcription: file jobs and live utterances, with full-text search.
+
+Schema changes are numbered migrations applied in order (`PRAGMA user_version`). Full-text search uses FTS5
+with every CJK character indexed as its own token, so Chinese (and Japanese/Korean) text is searchable by
+any substring of characters, not only by whole runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "asrbox.db"
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: records + full-text index
+    """
+    CREATE TABLE records (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'live')),
+        status TEXT NOT NULL CHECK (status IN ('pending', 'done', 'failed')),
+        source TEXT,
+        source_fingerprint TEXT,
+        session_id TEXT,
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        ended_at TEXT,
+        duration_s REAL,
+        language TEXT,
+        raw_text TEXT,
+        text TEXT,
+        segments TEXT,
+        engine TEXT,
+        processing_s REAL,
+        audio_path TEXT,
+        error TEXT
+    );
+    CREATE INDEX records_created ON records (created_at);
+    CREATE INDEX records_source ON records (source, source_fingerprint, status);
+    CREATE INDEX records_session ON records (session_id);
+    CREATE VIRTUAL TABLE records_fts USING fts5 (body);
+    """,
+)
+
+_CJK = re.compile(r"([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
+
+
+def utc_now() -> str:
+    return iso(datetime.now(UTC))
+
+
+def iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def index_text(text: str) -> str:
+    """Text as FTS5 tokens: CJK characters separated so each is a token."""
+    return _CJK.sub(r" \1 ", text)
+
+
+def fts_query(query: str) -> str:
+    """A user's query -> an FTS5 query: each word a phrase of its tokens, all words required."""
+    words = [w for w in query.split() if w.strip()]
+    phrases = []
+    for w in words:
+        tokens = index_text(w).split()
+        if tokens:
+            phrases.append('"' + " ".join(t.replace('"', '""') for t in tokens) + '"')
+    return " AND ".join(phrases)
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    kind: str
+    status: str
+    source: str | None
+    session_id: str | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    language: str | None
+    raw_text: str | None
+    text: str | None
+    segments: list[dict[str, Any]]
+    engine: dict[str, Any]
+    processing_s: float | None
+    audio_path: str | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+_COLUMNS = (
+    "id, kind, status, source, session_id, created_at, started_at, ended_at, duration_s, language, "
+    "raw_text, text, segments, engine, processing_s, audio_path, error"
+)
+
+
+def _record(row: sqlite3.Row) -> Record:
+    d = dict(row)
+    d["segments"] = json.loads(d["segments"]) if d["segments"] else []
+    d["engine"] = json.loads(d["engine"]) if d["engine"] else {}
+    return Record(**d)
+
+
+class Store:
+    """One connection guarded by a lock; safe to share between threads."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            self.path = root / DB_NAME
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the store in {root}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"the database {self.path} is unusable: {exc}") from None
+
+    # ------------------------------------------------------------------ plumbing
+    def _migrate(self) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > len(MIGRATIONS):
+            raise StoreError(
+                f"the database {self.path} has schema {version}, newer than this asrbox ({len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            log.info("store schema migrated to version %d", number)
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"cannot write to {self.path}: {exc}") from None
+
+    def _reindex(self, record_id: str) -> None:
+        row = self._db.execute("SELECT rowid, text, source FROM records WHERE id=?", (record_id,)).fetchone()
+        if row is None:
+            return
+        self._db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
+        body = " ".join(x for x in (row["text"], Path(row["source"]).name if row["source"] else "") if x)
+        if body:
+            self._db.execute("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", (row["rowid"], index_text(body)))
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.close()
+
+    def integrity_ok(self) -> bool:
+        with self._lock:
+            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+
+    # ------------------------------------------------------------------ writing
+    def begin(
+        self,
+        kind: str,
+        source: str | None = None,
+        fingerprint: str | None = None,
+        session_id: str | None = None,
+        audio_path: str | None = None,
+        started_at: str | None = None,
+        ended_at: str | None = None,
+        duration_s: float | None = None,
+    ) -> str:
+        """A pending record, written before any transcription work."""
+        rid = str(uuid.uuid4())
+        with self._lock:
+            self._write(
+                "INSERT INTO records (id, kind, status, source, source_fingerprint, session_id, created_at, "
+                "started_at, ended_at, duration_s, audio_path) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rid,
+                    kind,
+                    source,
+                    fingerprint,
+                    session_id,
+                    utc_now(),
+                    started_at,
+                    ended_at,
+                    duration_s,
+                    audio_path,
+                ),
+            )
+        return rid
+
+    def finish(
+        self,
+        record_id: str,
+        *,
+        language: str,
+        raw_text: str,
+        text: str,
+        segments: list[dict[str, Any]],
+        engine: dict[str, Any],
+        processing_s: float,
+        duration_s: float | None = None,
+    ) -> None:
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
+                    "processing_s=?, duration_s=COALESCE(?, duration_s), error=NULL WHERE id=?",
+                    (
+                        language,
+                        raw_text,
+                        text,
+                        json.dumps(segments, ensure_ascii=False),
+                        json.dumps(engine),
+                        round(processing_s, 3),
+                        duration_s,
+                        record_id,
+                    ),
+                )
+                self._reindex(record_id)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def fail(self, record_id: str, error: str) -> None:
+        self._write("UPDATE records SET status='failed', error=? WHERE id=?", (error, record_id))
+
+    def delete(self, record_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT rowid FROM records WHERE id=?", (record_id,)).fetchone()
+            if row is None:
+                return False
+            self._write("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
+            self._db.execute("DELETE FROM records WHERE id=?", (record_id,))
+            self._db.execute("COMMIT")
+            return True
+
+    # ------------------------------------------------------------------ reading
+    def get(self, record_id: str) -> Record | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_COLUMNS} FROM records WHERE id=?", (record_id,)).fetchone()
+            if row is None and len(record_id) >= 4:  # a unique prefix, as shown by `history list`
+                rows = self._db.execute(
+                    f"SELECT {_COLUMNS} FROM records WHERE id LIKE ? LIMIT 2", (record_id + "%",)
+                ).fetchall()
+                row = rows[0] if len(rows) == 1 else None
+        return _record(row) if row else None
+
+    def find_done(self, source: str, fingerprint: str) -> Record | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE source=? AND source_fingerprint=? AND status='done' "
+                "ORDER BY created_at DESC LIMIT 1",
+                (source, fingerprint),
+            ).fetchone()
+        return _record(row) if row else None
+
+    def query(
+        self,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        search: str | None = None,
+        session_id: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[Record]:
+        where, params = [], []
+        if since:
+            where.append("r.created_at >= ?")
+            params.append(since)
+        if until:
+            where.append("r.created_at < ?")
+            params.append(until)
+        if session_id:
+            where.append("r.session_id = ?")
+            params.append(session_id)
+        join = ""
+        if search is not None:
+            q = fts_query(search)
+            if not q:
+                return []
+            join = "JOIN records_fts f ON f.rowid = r.rowid"
+            where.append("records_fts MATCH ?")
+            params.append(q)
+        sql = f"SELECT {', '.join('r.' + c.strip() for c in _COLUMNS.split(','))} FROM records r {join}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY r.created_at {'DESC' if newest_first else 'ASC'}, r.rowid"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [_record(r) for r in rows]
+
+    def iter_all(self, **kwargs: Any) -> Iterator[Record]:
+        yield from self.query(newest_first=False, **kwargs)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
