@@ -70,6 +70,23 @@ def build_parser() -> argparse.ArgumentParser:
     hd = hs.add_parser("delete", help="delete one record")
     hd.add_argument("id")
 
+    r = sub.add_parser("run", help="the daemon: listen, transcribe, store, publish over MQTT")
+    r.add_argument("--source", metavar="FILE", help="play a recording as the microphone")
+    r.add_argument("--speed", type=float, default=1.0, help="playback speed of --source (default 1.0)")
+    r.add_argument("--exit-at-end", action="store_true", help="exit once --source has played and is transcribed")
+    r.add_argument("--device", metavar="NAME|INDEX", help="microphone by exact name, substring or index")
+    r.add_argument("--language", "-l", help="language code, or 'auto'")
+
+    sub.add_parser("devices", help="list microphones (input devices)")
+
+    w = sub.add_parser("watch", help="print live transcripts as the daemon publishes them")
+    w.add_argument("--partials", action="store_true", help="also show partial results")
+
+    x = sub.add_parser("export", help="export one recording session")
+    x.add_argument("--session", required=True, metavar="ID")
+    x.add_argument("--format", "-f", default="txt", choices=("txt", "srt", "vtt", "csv", "json"))
+    x.add_argument("--output", "-o", default="-", metavar="FILE")
+
     c = sub.add_parser("config", help="check or show the configuration")
     cs = c.add_subparsers(dest="action", required=True, parser_class=_Parser)
     cs.add_parser("check", help="validate; exit 78 with the bad key if wrong")
@@ -294,7 +311,81 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.app import App
+    from daemon.audio.source import check_microphone, make_source
+
+    settings = load_settings(
+        args.config, {"asr": {"language": args.language}, "audio": {"source": args.source, "device": args.device}}
+    )
+    if not settings.audio.source:
+        check_microphone(settings.audio.device)  # no microphone: one line, with the --source hint
+    source = make_source(settings.audio.source, settings.audio.device, args.speed)
+    return App(settings, source, exit_at_end=args.exit_at_end).run()
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from daemon.audio.source import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("asrbox: no microphone found (no audio input device); use `asrbox run --source FILE`", file=sys.stderr)
+        return 69
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(f"{mark} {d.index:3}  {d.name}  ({d.channels} ch, {d.default_rate} Hz)")
+    return 0
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from daemon.mqtt.watch import watch
+
+    return watch(_settings(args), show_partials=args.partials)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from daemon.output.formats import FileTranscript, TimedText, history_json, render
+    from daemon.store.db import Store
+
+    settings = _settings(args)
+    store = Store(settings.store.path)
+    try:
+        info = store.session(args.session)
+        if info is None:
+            raise AsrboxError(f"no session {args.session!r}")
+        records = list(store.iter_all(session_id=info["id"]))
+    finally:
+        store.close()
+    if args.format == "json":
+        doc = history_json(records)
+    else:
+        t0 = _epoch(info["started_at"])
+        segs = tuple(
+            TimedText(round(_epoch(r.started_at) - t0, 2), round(_epoch(r.ended_at) - t0, 2), r.text or "")
+            for r in records
+            if r.status == "done" and r.text and r.started_at and r.ended_at
+        )
+        doc = render(
+            FileTranscript(f"session {info['id']}", 0.0, "", "\n".join(s.text for s in segs), "", segs, {}, 0.0),
+            args.format,
+        )
+    if args.output == "-":
+        sys.stdout.write(doc)
+    else:
+        Path(args.output).write_text(doc, encoding="utf-8")
+        print(f"asrbox: exported {len(records)} utterances to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
 COMMANDS = {
+    "run": cmd_run,
+    "devices": cmd_devices,
+    "watch": cmd_watch,
+    "export": cmd_export,
     "transcribe": cmd_transcribe,
     "history": cmd_history,
     "config": cmd_config,
@@ -308,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not args.verbose:
             level = _settings(args).log.level
-            _setup_logging(level if level != "INFO" or args.command == "run" else "WARNING")
+            _setup_logging(level if level != "INFO" or args.command in ("run", "watch") else "WARNING")
         return COMMANDS[args.command](args)
     except AsrboxError as exc:
         print(f"asrbox: {exc}", file=sys.stderr)

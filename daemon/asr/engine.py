@@ -60,6 +60,8 @@ class DecodeOptions:
     # Chunks with the same group id (e.g. one file) share one detected language when they are decoded
     # in the same batch; None = each chunk on its own (live utterances).
     groups: tuple[int, ...] | None = None
+    beam_size: int | None = None  # None = the engine's setting; 1 = greedy (partial results)
+    fallback: bool = True  # Whisper's temperature fallback on windows that fail its quality checks
 
 
 class Engine(Protocol):

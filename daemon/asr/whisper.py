@@ -196,23 +196,33 @@ class WhisperEngine:
     def _decode_batch(self, audios: list[Audio], groups: list[int], options: DecodeOptions) -> list[Transcript]:
         import ctranslate2
 
-        mels = np.stack([self._mel(a) for a in audios])
-        encoded = self._ct2.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)
-        langs = self._languages(encoded, groups, options.language)
-        enc_np = np.array(encoded)
+        # On a CPU, encoding windows one by one is faster per window than a batch (measured: 0.44 s vs
+        # 0.62 s per window at batch 8 on 2 cores); decoding in a batch is much faster. On CUDA, batch both.
+        step = len(audios) if self.info.device == "cuda" else 1
+        parts = []
+        for k in range(0, len(audios), step):
+            mels = np.stack([self._mel(a) for a in audios[k : k + step]])
+            parts.append(np.array(self._ct2.encode(ctranslate2.StorageView.from_array(mels), to_cpu=True)))
+        enc_np = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        langs = self._languages(ctranslate2.StorageView.from_array(enc_np), groups, options.language)
         n = len(audios)
         toks = [self._tokenizer(lang) for lang, _ in langs]
         prompts = [self._prompt(t, options.hotwords) for t in toks]
         durations = [a.size / SAMPLE_RATE for a in audios]
 
-        best: list[tuple[list[int], float, float, float] | None] = [None] * n  # tokens, avg_lp, no_speech, T
+        # Whisper's fallback: keep the first result that passes the quality checks; if none does, the best
+        # (by average log-probability) of those under the compression-ratio threshold, else of all.
+        passed: list[tuple[list[int], float, float, float] | None] = [None] * n  # tokens, avg_lp, no_speech, T
+        below: list[tuple[list[int], float, float, float] | None] = [None] * n
+        anyres: list[tuple[list[int], float, float, float] | None] = [None] * n
         todo = list(range(n))
-        for temperature in (0.0, *FALLBACK_TEMPERATURES):
+        temperatures = (0.0, *FALLBACK_TEMPERATURES) if options.fallback else (0.0,)
+        for temperature in temperatures:
             if not todo:
                 break
             sel = enc_np[todo] if len(todo) < n else enc_np
             kwargs: dict[str, Any] = (
-                {"beam_size": self.beam_size}
+                {"beam_size": options.beam_size or self.beam_size}
                 if temperature == 0.0
                 else {
                     "beam_size": 1,
@@ -249,21 +259,21 @@ class WhisperEngine:
                     cr = compression_ratio(text)
                     cand = (tokens, avg_lp, float(r.no_speech_prob), temperature)
                     silent = r.no_speech_prob > NO_SPEECH_THRESHOLD and avg_lp < LOG_PROB_THRESHOLD
-                    ok = silent or (cr <= COMPRESSION_RATIO_THRESHOLD and avg_lp >= LOG_PROB_THRESHOLD)
-                    prev = best[i]
-                    if prev is None or (cr <= COMPRESSION_RATIO_THRESHOLD and avg_lp > prev[1]):
-                        best[i] = cand
-                    if ok:
-                        best[i] = cand
-                    else:
-                        still.append(i)
+                    if silent or (cr <= COMPRESSION_RATIO_THRESHOLD and avg_lp >= LOG_PROB_THRESHOLD):
+                        passed[i] = cand
+                        continue
+                    still.append(i)
+                    if cr <= COMPRESSION_RATIO_THRESHOLD and (below[i] is None or avg_lp > below[i][1]):  # type: ignore[index]
+                        below[i] = cand
+                    if anyres[i] is None or avg_lp > anyres[i][1]:  # type: ignore[index]
+                        anyres[i] = cand
             if still:
                 log.debug("%d of %d windows fall back to temperature > %.1f", len(still), n, temperature)
             todo = sorted(still)
 
         out = []
         for i in range(n):
-            chosen = best[i]
+            chosen = passed[i] or below[i] or anyres[i]
             assert chosen is not None
             tokens, avg_lp, no_speech, temperature = chosen
             lang, prob = langs[i]

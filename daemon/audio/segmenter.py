@@ -107,6 +107,19 @@ class Segmenter:
     def current_start(self) -> int:
         return self._start
 
+    @property
+    def silence_samples(self) -> int:
+        """Samples of silence since the last voiced frame of the utterance in progress."""
+        return self._silence
+
+    @property
+    def last_voiced(self) -> int:
+        return self._last_voiced
+
+    def tentative_end(self) -> int:
+        """Where the utterance in progress would end if speech does not resume."""
+        return min(self._last_voiced + self.post_roll, self._pos)
+
     def push(self, frame: Audio, prob: float) -> list[Event]:
         """Feed one frame and its speech probability; return the events it caused."""
         events: list[Event] = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from daemon.asr.engine import Audio, DecodeOptions, Engine, Segment, Transcript, join_texts
 from daemon.audio.decode import SAMPLE_RATE, is_audio_path, iter_decode
-from daemon.audio.segmenter import Utterance, segment_stream
+from daemon.audio.segmenter import Event, Segmenter, SpeechEnded, SpeechStarted
 from daemon.audio.vad import Vad
 from daemon.errors import AsrboxError, AudioDecodeError
 from daemon.output.formats import FileTranscript, TimedText
@@ -31,7 +31,9 @@ from daemon.text.pipeline import TextPipeline
 log = logging.getLogger(__name__)
 
 CHUNK_MAX_S = 30.0
-MAX_GAP_S = 1.0
+MIN_CHUNK_S = 5.0
+MIN_TAIL_S = 1.0
+FRAME = 512
 MIN_AUDIO_S = 0.1
 
 
@@ -77,41 +79,100 @@ def fingerprint(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Up to 30 s of speech cut from one file; `pieces` maps chunk time back to file time."""
+    """Up to 30 s of a file's audio, cut at a pause; `offset_s` is where it starts in the file."""
 
     audio: Audio
-    pieces: tuple[tuple[float, float, float], ...]  # (chunk_start_s, file_start_s, length_s)
+    offset_s: float
+    voiced: tuple[bool, ...] = ()  # per VAD frame: speech heard
 
     def to_file_time(self, t: float) -> float:
-        for c0, f0, length in self.pieces:
-            if t <= c0 + length:
-                return round(f0 + max(0.0, t - c0), 2)
-        c0, f0, length = self.pieces[-1]
-        return round(f0 + length, 2)
+        return round(self.offset_s + t, 2)
+
+    def continuation(self, t: float) -> Chunk | None:
+        """The rest of the chunk after `t` s when the VAD heard speech there that the decoder skipped.
+
+        Whisper sometimes stops before the end of a window; its own long-form loop then decodes again from
+        the last timestamp. This is the same second chance, in batch.
+        """
+        start = int(t * SAMPLE_RATE)
+        if self.audio.size - start < int(MIN_TAIL_S * SAMPLE_RATE):
+            return None
+        first = (start + int(0.2 * SAMPLE_RATE)) // FRAME
+        if not any(self.voiced[first:]):
+            return None
+        return Chunk(self.audio[start:], self.offset_s + start / SAMPLE_RATE, self.voiced[start // FRAME :])
 
 
-def merge_utterances(utterances: Iterable[Utterance], max_s: float = CHUNK_MAX_S) -> Iterator[Chunk]:
-    """Join consecutive utterances into chunks of at most `max_s`, pauses shortened to MAX_GAP_S."""
-    parts: list[Audio] = []
-    pieces: list[tuple[float, float, float]] = []
-    length = 0  # samples in the chunk
-    prev_end = 0
+def chunk_stream(
+    blocks: Iterable[Audio], vad: Vad, settings: VadSettings, max_s: float = CHUNK_MAX_S
+) -> Iterator[Chunk]:
+    """Cut a stream into chunks of at most `max_s` at pauses found by the live path's segmenter.
+
+    All audio is kept (a word the VAD misses is still transcribed); a chunk in which the VAD heard no
+    speech at all is skipped, so long silences cost nothing.
+    """
+    fs = vad.frame_samples
+    seg = Segmenter(settings, fs)
     max_n = int(max_s * SAMPLE_RATE)
-    gap_n = int(MAX_GAP_S * SAMPLE_RATE)
-    for u in utterances:
-        gap = min(max(u.start - prev_end, 0), gap_n) if parts else 0
-        if parts and length + gap + u.audio.size > max_n:
-            yield Chunk(np.concatenate(parts), tuple(pieces))
-            parts, pieces, length, gap = [], [], 0, 0
-        if gap:
-            parts.append(np.zeros(gap, dtype=np.float32))
-            length += gap
-        pieces.append((length / SAMPLE_RATE, u.start / SAMPLE_RATE, u.audio.size / SAMPLE_RATE))
-        parts.append(u.audio)
-        length += u.audio.size
-        prev_end = u.end
-    if parts:
-        yield Chunk(np.concatenate(parts), tuple(pieces))
+    min_n = int(MIN_CHUNK_S * SAMPLE_RATE)
+    buf = np.zeros(0, dtype=np.float32)
+    buf_start = 0  # stream offset of buf[0]
+    probs: list[float] = []  # one per frame from buf_start on
+    bounds: list[int] = []  # stream offsets of pauses: middle of each gap between utterances
+    last_end: int | None = None
+    carry = np.zeros(0, dtype=np.float32)
+
+    def take(cut: int) -> Chunk | None:
+        nonlocal buf, buf_start, probs
+        n = cut - buf_start
+        frames_n = -(-n // fs)
+        voiced = any(p >= settings.threshold for p in probs[:frames_n])
+        flags = tuple(p >= settings.threshold for p in probs[:frames_n])
+        chunk = Chunk(buf[:n].copy(), buf_start / SAMPLE_RATE, flags) if voiced and n > 0 else None
+        buf, buf_start = buf[n:], cut
+        probs = probs[n // fs :]
+        return chunk
+
+    def on_events(events: list[Event]) -> None:
+        nonlocal last_end
+        for ev in events:
+            if isinstance(ev, SpeechStarted):
+                if last_end is not None:
+                    bounds.append((last_end + max(ev.start, last_end)) // 2)
+                last_end = None
+            elif isinstance(ev, SpeechEnded):
+                last_end = ev.utterance.end
+
+    for block in blocks:
+        data = np.concatenate([carry, block]) if carry.size else block
+        n = data.size // fs * fs
+        carry = data[n:]
+        frames = data[:n].reshape(-1, fs)
+        if frames.size:
+            for frame, prob in zip(frames, vad.probs(frames), strict=True):
+                probs.append(float(prob))
+                on_events(seg.push(frame, float(prob)))
+            buf = np.concatenate([buf, data[:n]])
+        while buf.size >= max_n:
+            limit = buf_start + max_n
+            if last_end is not None and not seg.in_speech:
+                # in a pause now: its middle so far is a candidate too
+                bounds.append((last_end + seg.position) // 2)
+            options = [b for b in bounds if buf_start + min_n <= b <= limit]
+            cut = (options[-1] // fs * fs) if options else limit
+            bounds[:] = [b for b in bounds if b > cut]
+            chunk = take(cut)
+            if chunk is not None:
+                yield chunk
+    if carry.size:
+        buf = np.concatenate([buf, carry])
+        frame = np.zeros(fs, dtype=np.float32)
+        frame[: carry.size] = carry
+        probs.append(float(vad.probs(frame[None, :])[0]))
+    if buf.size:
+        chunk = take(buf_start + buf.size)
+        if chunk is not None:
+            yield chunk
 
 
 @dataclass
@@ -172,7 +233,8 @@ class BatchTranscriber:
                     yield reused
                     continue
                 # keep order: finish what is in flight first
-                self._flush(pool)
+                while pool:
+                    self._flush(pool)
                 yield from self._ready(states, force=True)
                 yield reused
                 continue
@@ -189,7 +251,7 @@ class BatchTranscriber:
                         samples += b.size
                         yield b
 
-                for chunk in merge_utterances(segment_stream(blocks(), vad, self.vad_settings)):
+                for chunk in chunk_stream(blocks(), vad, self.vad_settings):
                     st.chunks.append(chunk)
                     pool.append((st, len(st.chunks) - 1))
                     if len(pool) >= self.batch_size:
@@ -208,7 +270,8 @@ class BatchTranscriber:
                 st.error = f"{path}: too large to process in the available memory"
                 pool[:] = [(s, i) for s, i in pool if s is not st]
             yield from self._ready(states)
-        self._flush(pool)
+        while pool:
+            self._flush(pool)
         yield from self._ready(states, force=True)
 
     # ------------------------------------------------------------------ internals
@@ -249,6 +312,12 @@ class BatchTranscriber:
         for (st, i), res in zip(batch, results, strict=True):
             st.results[i] = res
             st.engine_s += share
+            chunk = st.chunks[i]
+            last = res.segments[-1].end if res.segments else 0.0
+            tail = chunk.continuation(last) if res.segments else None
+            if tail is not None and not st.error:
+                st.chunks.append(tail)
+                pool.append((st, len(st.chunks) - 1))
 
     def _ready(self, states: deque[_FileState], force: bool = False) -> Iterator[Outcome]:
         while states and (states[0].complete or force):
@@ -265,7 +334,7 @@ class BatchTranscriber:
         segments: list[TimedText] = []
         raw_segments: list[Segment] = []
         votes: dict[str, float] = {}
-        for i, chunk in enumerate(st.chunks):
+        for i, chunk in sorted(enumerate(st.chunks), key=lambda ic: ic[1].offset_s):
             res = st.results[i]
             votes[res.language] = votes.get(res.language, 0.0) + chunk.audio.size
             processed = self.text.apply(res)

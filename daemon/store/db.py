@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +53,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX records_source ON records (source, source_fingerprint, status);
     CREATE INDEX records_session ON records (session_id);
     CREATE VIRTUAL TABLE records_fts USING fts5 (body);
+    """,
+    # 2: live path: sessions, the outbox of finals (seq = per-device publish order), speech end time
+    """
+    CREATE TABLE sessions (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,
+        summary TEXT
+    );
+    CREATE TABLE outbox (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        speech_end_ts REAL,
+        created_at TEXT NOT NULL,
+        sent_at TEXT
+    );
+    CREATE INDEX outbox_unsent ON outbox (sent_at, seq);
+    ALTER TABLE records ADD COLUMN speech_end_ts REAL;
     """,
 )
 
@@ -255,6 +275,139 @@ class Store:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    # ------------------------------------------------------------------ live path
+    def begin_live(
+        self,
+        *,
+        session_id: str | None,
+        audio_path: str | None,
+        started_at: str,
+        ended_at: str,
+        duration_s: float,
+        speech_end_ts: float,
+        record_id: str | None = None,
+    ) -> str:
+        """The pending row of an utterance whose audio is already on disk."""
+        rid = record_id or str(uuid.uuid4())
+        self._write(
+            "INSERT INTO records (id, kind, status, session_id, created_at, started_at, ended_at, duration_s, "
+            "audio_path, speech_end_ts) VALUES (?, 'live', 'pending', ?, ?, ?, ?, ?, ?, ?)",
+            (rid, session_id, utc_now(), started_at, ended_at, round(duration_s, 3), audio_path, speech_end_ts),
+        )
+        return rid
+
+    def pending_live(self) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE kind='live' AND status='pending' ORDER BY created_at, rowid"
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def speech_end_ts(self, record_id: str) -> float | None:
+        with self._lock:
+            row = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def finish_live(
+        self,
+        record_id: str,
+        *,
+        language: str,
+        raw_text: str,
+        text: str,
+        segments: list[dict[str, Any]],
+        engine: dict[str, Any],
+        processing_s: float,
+        payload: Callable[[int], dict[str, Any]],
+    ) -> int:
+        """Mark the utterance done and queue its final in the outbox, in one transaction; returns its seq."""
+        with self._lock:
+            self._write("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
+                    "processing_s=?, error=NULL WHERE id=?",
+                    (
+                        language,
+                        raw_text,
+                        text,
+                        json.dumps(segments, ensure_ascii=False),
+                        json.dumps(engine),
+                        round(processing_s, 3),
+                        record_id,
+                    ),
+                )
+                self._reindex(record_id)
+                ts = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()[0]
+                cur = self._db.execute(
+                    "INSERT INTO outbox (record_id, payload, speech_end_ts, created_at) VALUES (?, '', ?, ?)",
+                    (record_id, ts, utc_now()),
+                )
+                seq = int(cur.lastrowid or 0)
+                self._db.execute(
+                    "UPDATE outbox SET payload=? WHERE seq=?", (json.dumps(payload(seq), ensure_ascii=False), seq)
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return seq
+
+    def unsent(self, limit: int = 100) -> list[tuple[int, dict[str, Any], float | None]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, payload, speech_end_ts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [(int(r[0]), json.loads(r[1]), r[2]) for r in rows]
+
+    def mark_sent(self, seq: int) -> None:
+        self._write("UPDATE outbox SET sent_at=? WHERE seq=?", (utc_now(), seq))
+
+    def outbox_backlog(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+
+    def start_session(self, name: str | None) -> str:
+        sid = str(uuid.uuid4())
+        self._write("INSERT INTO sessions (id, name, started_at) VALUES (?, ?, ?)", (sid, name, utc_now()))
+        return sid
+
+    def end_session(self, session_id: str, summary: dict[str, Any]) -> dict[str, Any]:
+        ended = utc_now()
+        self._write(
+            "UPDATE sessions SET ended_at=?, summary=? WHERE id=?",
+            (ended, json.dumps(summary, ensure_ascii=False), session_id),
+        )
+        return self.session(session_id) or {}
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, started_at, ended_at, summary FROM sessions WHERE id=? OR id LIKE ? "
+                "ORDER BY started_at DESC LIMIT 1",
+                (session_id, session_id + "%"),
+            ).fetchone()
+        if row is None:
+            return None
+        d = dict(row)
+        d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
+        return d
+
+    def session_stats(self, session_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), SUM(status='pending'), "
+                "GROUP_CONCAT(DISTINCT language) FROM records WHERE session_id=?",
+                (session_id,),
+            ).fetchone()
+        return {
+            "utterances": int(row[0]),
+            "speech_s": round(float(row[1]), 2),
+            "pending": int(row[2] or 0),
+            "languages": sorted(x for x in (row[3] or "").split(",") if x),
+        }
 
     def fail(self, record_id: str, error: str) -> None:
         self._write("UPDATE records SET status='failed', error=? WHERE id=?", (error, record_id))

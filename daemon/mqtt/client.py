@@ -1,0 +1,175 @@
+"""The MQTT port: paho-mqtt 2.x with birth/last will on `status`, TLS, credentials and reconnect backoff.
+
+paho runs its own network thread (`loop_start`); callbacks only hand work over, never block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from daemon.errors import ConfigError
+from daemon.mqtt.topics import Topics
+from daemon.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    payload: bytes
+    retained: bool
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool: ...
+
+    def publish_confirmed(self, topic: str, payload: str | bytes, timeout: float) -> bool: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
+class MqttClient:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        topics: Topics,
+        on_command: Callable[[Command], None],
+        on_connect: Callable[[], None],
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._mqtt = mqtt
+        self.settings = settings
+        self.topics = topics
+        self._on_command = on_command
+        self._on_connect_cb = on_connect
+        self._connected = threading.Event()
+        self.v5 = settings.protocol == "5"
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"asrbox-{settings.device_id}",
+            protocol=mqtt.MQTTv5 if self.v5 else mqtt.MQTTv311,
+            clean_session=None if self.v5 else True,
+        )
+        client.enable_logger(logging.getLogger("daemon.mqtt.paho"))
+        client.will_set(topics.status, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_queued_messages_set(1000)  # paho's own queue: bounded; QoS 0 extras are dropped
+        if settings.username:
+            pw = settings.password()
+            client.username_pw_set(settings.username, pw.get_secret_value() if pw else None)
+        if settings.tls_ca or settings.tls_cert:
+            try:
+                client.tls_set(
+                    ca_certs=str(settings.tls_ca) if settings.tls_ca else None,
+                    certfile=str(settings.tls_cert) if settings.tls_cert else None,
+                    keyfile=str(settings.tls_key) if settings.tls_key else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ConfigError(f"config error: mqtt.tls_*: cannot load TLS files: {exc}") from None
+        client.on_connect = self._handle_connect
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        self._client = client
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        s = self.settings
+        self._client.connect_async(s.host, s.port, keepalive=s.keepalive)
+        self._client.loop_start()
+        log.info("MQTT: connecting to %s:%d as %s (MQTT %s)", s.host, s.port, f"asrbox-{s.device_id}", s.protocol)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Publish `offline` ourselves (a clean stop is not a crash), then disconnect."""
+        if self._connected.is_set():
+            info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
+            with contextlib.suppress(RuntimeError, ValueError):
+                info.wait_for_publish(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    # ------------------------------------------------------------------ publishing
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool:
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return bool(info.rc == self._mqtt.MQTT_ERR_SUCCESS)
+
+    def publish_confirmed(self, topic: str, payload: str | bytes, timeout: float) -> bool:
+        """QoS 1 publish that returns True once the broker acknowledged it."""
+        if not self._connected.is_set():
+            return False
+        info = self._client.publish(topic, payload, qos=1, retain=False)
+        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+            return False
+        try:
+            info.wait_for_publish(timeout)
+        except (RuntimeError, ValueError):
+            return False
+        return bool(info.is_published())
+
+    def reply(self, cmd: Command, body: dict[str, Any]) -> None:
+        data = json.dumps(body, ensure_ascii=False)
+        self.publish(self.topics.result(cmd.name), data, qos=1)
+        if self.v5 and cmd.response_topic:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            if cmd.correlation_data is not None:
+                props.CorrelationData = cmd.correlation_data
+            self._client.publish(cmd.response_topic, data, qos=1, properties=props)
+
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+    def _handle_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("MQTT: connection refused: %s", reason)
+            return
+        self._connected.set()
+        log.info("MQTT: connected")
+        client.publish(self.topics.status, "online", qos=1, retain=True)
+        client.subscribe(self.topics.commands, qos=1)
+        try:
+            self._on_connect_cb()
+        except Exception:
+            log.exception("MQTT: on-connect handler failed")
+
+    def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        if self._connected.is_set():
+            log.warning("MQTT: disconnected (%s); reconnecting with backoff", reason)
+        self._connected.clear()
+
+    def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        name = self.topics.command_name(msg.topic)
+        if name is None:
+            return
+        props = getattr(msg, "properties", None)
+        self._on_command(
+            Command(
+                name=name,
+                payload=bytes(msg.payload),
+                retained=bool(msg.retain),
+                response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                correlation_data=getattr(props, "CorrelationData", None) if props else None,
+            )
+        )

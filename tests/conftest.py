@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EVAL = Path(os.environ.get("ASRBOX_EVAL_DIR", ROOT.parent / "shared" / "eval"))
+
+
+def eval_rows() -> list[dict[str, Any]]:
+    manifest = EVAL / "manifest.jsonl"
+    if not manifest.is_file():
+        pytest.skip(f"evaluation speech not found at {EVAL}")
+    return [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def eval_clip(clip_id: str) -> tuple[Path, dict[str, Any]]:
+    for r in eval_rows():
+        if r["id"] == clip_id:
+            return EVAL / r["path"], r
+    raise KeyError(clip_id)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model cache shared by the session (the real embedded model is assembled once)."""
+    env = os.environ.get("ASRBOX_TEST_CACHE")
+    return Path(env) if env else tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture()
+def env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    """Environment for running `asrbox` as a subprocess against a private store and the shared cache."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
+    e.update(
+        ASRBOX_STORE__PATH=str(tmp_path / "store"),
+        ASRBOX_ASR__CACHE_DIR=str(cache_dir),
+        PYTHONUNBUFFERED="1",
+    )
+    return e
+
+
+def asrbox(*args: str, env: dict[str, str], timeout: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daemon", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=kw.pop("cwd", ROOT),
+        **kw,
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(cache_dir: Path) -> Iterator[Any]:
+    from daemon.asr.engine import load_engine
+    from daemon.settings import AsrSettings
+
+    e = load_engine(AsrSettings(cache_dir=cache_dir))
+    yield e
+    e.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Broker:
+    """A real Mosquitto on a free loopback port; stop/start keep the port (broker outage tests)."""
+
+    def __init__(self, workdir: Path, extra: str = "") -> None:
+        import shutil as _sh
+
+        exe = _sh.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(exe).exists():
+            pytest.fail("mosquitto is not installed (scripts/setup installs it)")
+        self.exe = exe
+        self.port = free_port()
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n{extra}"
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = workdir / "mosquitto.log"
+
+    def start(self) -> None:
+        import socket
+        import time
+
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start: " + self.log.read_text())
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture()
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Recorder:
+    """A paho subscriber that records every message under a topic filter."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        import threading
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self._cond = threading.Condition()
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        ready = threading.Event()
+
+        def on_connect(c: Any, u: Any, f: Any, r: Any, p: Any) -> None:
+            c.subscribe(topic, qos=1)
+
+        def on_subscribe(c: Any, u: Any, mid: Any, rc: Any, p: Any) -> None:
+            ready.set()
+
+        def on_message(c: Any, u: Any, msg: Any) -> None:
+            with self._cond:
+                self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+                self._cond.notify_all()
+
+        self.client.on_connect = on_connect
+        self.client.on_subscribe = on_subscribe
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        assert ready.wait(10), "subscriber did not connect"
+
+    def wait_for(self, pred: Any, timeout: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not pred(self.messages):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def payloads(self, suffix: str) -> list[Any]:
+        out = []
+        for topic, payload, _ in list(self.messages):
+            if topic.endswith(suffix):
+                try:
+                    out.append(json.loads(payload))
+                except ValueError:
+                    out.append(payload.decode())
+        return out
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False, **kw: Any) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain, **kw).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

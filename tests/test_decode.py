@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.audio.decode import SAMPLE_RATE, decode_file, iter_decode
+from daemon.errors import AudioDecodeError
+
+
+def tone(seconds: float = 1.0, rate: int = SAMPLE_RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def wav_header(rate: int, data_bytes: int, channels: int = 1) -> bytes:
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )
+
+
+def write_wav(path: Path, audio: np.ndarray, rate: int, channels: int = 1) -> Path:
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    if channels == 2:
+        pcm = np.repeat(pcm, 2)
+    path.write_bytes(wav_header(rate, pcm.size * 2, channels) + pcm.tobytes())
+    return path
+
+
+def encode(path: Path, codec: str, rate: int = 48_000, layout: str = "stereo") -> Path:
+    import av
+
+    audio = tone(1.0, rate)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate)
+        stream.layout = layout
+        frame_size = 1024
+        channels = 2 if layout == "stereo" else 1
+        for start in range(0, audio.size, frame_size):
+            chunk = audio[start : start + frame_size]
+            data = np.tile(chunk, (channels, 1)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp", layout=layout)
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("a.flac", "flac"),
+        ("a.mp3", "libmp3lame"),
+        ("a.m4a", "aac"),
+        ("a.ogg", "libopus"),
+        ("a.opus", "libopus"),
+        ("a.webm", "libopus"),
+        ("a.mp4", "aac"),
+    ],
+)
+def test_common_formats_decode_to_16k_mono(tmp_path: Path, name: str, codec: str) -> None:
+    path = encode(tmp_path / name, codec)
+    audio = decode_file(path)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(audio.size / SAMPLE_RATE - 1.0) < 0.1, audio.size
+    assert 0.3 < float(np.abs(audio).max()) < 0.9
+
+
+def test_wav_resampled_and_downmixed(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "s.wav", tone(2.0, 44_100), 44_100, channels=2)
+    audio = decode_file(path)
+    assert abs(audio.size - 2 * SAMPLE_RATE) < 200
+
+
+def test_streamed_blocks_bounded(tmp_path: Path) -> None:
+    path = write_wav(tmp_path / "long.wav", tone(70.0), SAMPLE_RATE)
+    blocks = list(iter_decode(path, block_s=30.0))
+    assert len(blocks) >= 3 and max(b.size for b in blocks) < 32 * SAMPLE_RATE
+    assert abs(sum(b.size for b in blocks) - 70 * SAMPLE_RATE) < 10
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: p.write_text("this is not audio at all, just text\n" * 20), "not a readable audio"),
+        (lambda p: p.write_bytes(wav_header(16_000, 0)), "no audio"),
+        (lambda p: p.write_bytes(wav_header(2_000_000_000, 3200) + b"\0" * 3200), "unsupported sample rate"),
+        (lambda p: p.write_bytes(os.urandom(4096)), "not a readable audio"),
+    ],
+    ids=["empty", "text-renamed", "zero-length", "huge-rate", "random-bytes"],
+)
+def test_bad_audio_gives_one_line_error(tmp_path: Path, make: object, needle: str) -> None:
+    p = tmp_path / "bad.wav"
+    make(p)  # type: ignore[operator]
+    with pytest.raises(AudioDecodeError) as exc:
+        decode_file(p)
+    assert needle in str(exc.value) and "\n" not in str(exc.value) and str(p) in str(exc.value)
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(AudioDecodeError, match="no such file"):
+        decode_file(tmp_path / "nope.wav")
+    with pytest.raises(AudioDecodeError, match="is a directory"):
+        decode_file(tmp_path)
+
+
+def test_truncated_wav_decodes_what_is_there(tmp_path: Path) -> None:
+    full = write_wav(tmp_path / "full.wav", tone(2.0), SAMPLE_RATE)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + SAMPLE_RATE * 2])  # header says 2 s, holds 1 s
+    audio = decode_file(cut)
+    assert abs(audio.size - SAMPLE_RATE) < 100
