@@ -37,7 +37,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"asrbox {__version__}")
     p.add_argument("--config", metavar="PATH", help="TOML config (default: $ASRBOX_CONFIG or /etc/asrbox/asrbox.toml)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging (shows transcripts)")
+    # the same two options after the command name too (`asrbox transcribe -v ...`)
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    real_add = sub.add_parser
+
+    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return real_add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign,assignment]
 
     t = sub.add_parser("transcribe", help="transcribe audio/video files and folders")
     t.add_argument("paths", nargs="+", metavar="PATH")

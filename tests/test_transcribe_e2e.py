@@ -166,7 +166,7 @@ def test_nothing_to_transcribe_and_usage_errors(tmp_path: Path, env: dict[str, s
     assert r.returncode == 66 and "no audio" in r.stderr
     r = asrbox("transcribe", "x.wav", "--format", "docx", env=env)
     assert r.returncode == 64 and len(r.stderr.strip().splitlines()) == 1
-    r = asrbox("transcribe", "x.wav", "--model", str(tmp_path), "--no-store", env=env)
+    r = asrbox("transcribe", str(eval_clip("en_jfk")[0]), "--model", str(tmp_path), "--no-store", env=env)
     assert r.returncode != 0 and "CTranslate2 Whisper model folder" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -181,7 +181,8 @@ class Segmenter:
         n = probs.size
         half = n // 2
         window = 5 if n > 10 else 1
-        smooth = np.convolve(probs, np.ones(window) / window, mode="same")
+        padded = np.pad(probs, window // 2, mode="edge")  # no zero padding: edges are not 'quiet'
+        smooth = np.convolve(padded, np.ones(window) / window, mode="valid")
         cut = half + int(np.argmin(smooth[half:]))  # frame index where the next utterance begins
         cut = max(1, min(cut, n - 1))
         first = np.concatenate(self._frames[:cut])
