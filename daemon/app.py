@@ -108,7 +108,7 @@ class App:
 
     def _decode_options(self) -> DecodeOptions:
         lang = None if self.language == "auto" else self.language
-        return DecodeOptions(language=lang, hotwords=self.hotwords)
+        return DecodeOptions(language=lang, hotwords=self.hotwords, beam_size=self.settings.asr.live_beam_size)
 
     def _final_payload(self, rec: Record, t: Transcript, processing_s: float, seq: int) -> dict[str, Any]:
         return payloads.final(rec, t, self.engine.info, processing_s, seq, self.settings.mqtt.device_id)
@@ -288,7 +288,7 @@ class App:
         start = job.key[0]
         with self._lock:
             if start not in self._partials:
-                self._partials = {start: (f"u-{self.settings.mqtt.device_id}-{start}", PartialTracker.new())}
+                self._partials = {start: (job.record_id or "", PartialTracker.new())}
             uid, tracker = self._partials[start]
         stable, unstable, rev = tracker.update(text)
         started = iso(datetime.fromtimestamp(self.source.wall_time(start), UTC))

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
 CHAR_LANGS = {"zh", "yue", "ja"}
 
 
@@ -153,7 +154,11 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--write-doc", action="store_true", help="write the results into docs/benchmarks.md")
+    ap.add_argument("--live", action="store_true", help="the live benchmark (daemon + Mosquitto, real speed)")
+    ap.add_argument("--speed", type=float, default=1.0, help="with --live: playback speed")
     args = ap.parse_args()
+    if args.live:
+        return live(args)
 
     manifest = Path(args.manifest)
     if not manifest.is_file():
@@ -186,8 +191,29 @@ def main() -> int:
     md = report(results, audio_s, len(rows), args)
     print(md)
     if args.write_doc:
-        write_doc(md)
+        write_doc(md, "file")
     return 0
+
+
+def live(args: argparse.Namespace) -> int:
+    import bench_live
+
+    wav = ROOT.parent / "shared" / "eval" / "en" / "en_long_concat_hifitts6097.wav"
+    if not wav.is_file():
+        print(f"bench: {wav} not found", file=sys.stderr)
+        return 66
+    res = bench_live.run_live(wav, wav.with_suffix(".segments.json"), args.speed)
+    print(f"bench: daemon exit {res['rc']}, {res['wall_s']:.1f} s; logs in {res['work']}", file=sys.stderr)
+    base = [] if args.skip_baseline else bench_live.baseline_per_utterance(wav, res["refs"])
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = (
+        f"Measured {when} on {machine()}; command `scripts/bench --live`; {wav.name} (82 s, 14 utterances) "
+        f"played at {args.speed:g}x into `asrbox run --source`.\n\n" + bench_live.report(res, base)
+    )
+    print(md)
+    if args.write_doc:
+        write_doc(md, "live")
+    return 0 if res["rc"] == 0 else 1
 
 
 def report(results: list[dict[str, Any]], audio_s: float, clips: int, args: argparse.Namespace) -> str:
@@ -222,9 +248,9 @@ def report(results: list[dict[str, Any]], audio_s: float, clips: int, args: argp
     return "\n".join(lines) + "\n"
 
 
-def write_doc(md: str) -> None:
+def write_doc(md: str, section: str = "file") -> None:
     doc = ROOT / "docs" / "benchmarks.md"
-    start, end = "<!-- bench:file:start -->", "<!-- bench:file:end -->"
+    start, end = f"<!-- bench:{section}:start -->", f"<!-- bench:{section}:end -->"
     text = doc.read_text(encoding="utf-8") if doc.exists() else f"# Benchmarks\n\n{start}\n{end}\n"
     if start not in text:
         text += f"\n{start}\n{end}\n"

@@ -28,17 +28,21 @@ from daemon.store.db import Store, iso
 
 log = logging.getLogger(__name__)
 
-PARTIAL_FIRST_S = 0.3  # of voiced audio before the first partial
+PARTIAL_FIRST_S = 0.2  # of speech before the first partial
 PARTIAL_EVERY_S = 1.0
+# A pause this long starts a speculative final. Shorter than the end-of-speech silence, longer than most
+# pauses between words (each wasted speculation costs a decode).
+SPECULATE_AFTER_S = 0.16
 
 
 @dataclass(frozen=True)
 class Job:
-    """Audio for the ASR worker. `key` = (start, end) sample offsets of the utterance in the stream."""
+    """Audio for the ASR worker. `key` = (start, end of speech) sample offsets of the utterance in the stream:
+    a speculative result is reused for the final when both agree (the final's audio only adds post-roll)."""
 
     key: tuple[int, int]
     audio: Audio
-    record_id: str | None = None
+    record_id: str | None = None  # the utterance id: partials and the final of one utterance share it
 
 
 class ListenerEvents(Protocol):
@@ -82,6 +86,7 @@ class Listener(threading.Thread):
         self._flushed = threading.Event()
         self._next_partial = 0
         self._speculated: tuple[int, int] | None = None
+        self._utt_id = str(uuid.uuid4())
         self.utterances = 0
         self.archive_audio = True
 
@@ -130,17 +135,19 @@ class Listener(threading.Thread):
         if seg.silence_samples == 0:
             self._speculated = None
             if length >= self._next_partial:
-                self.events.partial(Job((start, seg.position), seg.current_audio()))
+                self.events.partial(Job((start, seg.position), seg.current_audio(), self._utt_id))
                 self._next_partial = length + int(PARTIAL_EVERY_S * SAMPLE_RATE)
-        elif seg.silence_samples >= seg.post_roll:
-            end = seg.tentative_end()
-            if self._speculated != (start, end):
-                self._speculated = (start, end)
-                self.events.speculative(Job((start, end), seg.current_audio()[: end - start]))
+        elif seg.silence_samples >= int(SPECULATE_AFTER_S * SAMPLE_RATE):
+            key = (start, seg.last_voiced)
+            if self._speculated != key:
+                self._speculated = key
+                end = seg.tentative_end()
+                self.events.speculative(Job(key, seg.current_audio()[: end - start], self._utt_id))
 
     def _handle(self, events: list[SpeechStarted | SpeechEnded]) -> None:
         for ev in events:
             if isinstance(ev, SpeechStarted):
+                self._utt_id = str(uuid.uuid4())
                 self._next_partial = int((self.settings.pre_roll_ms / 1000 + PARTIAL_FIRST_S) * SAMPLE_RATE)
                 self._speculated = None
                 self.events.speech(True)
@@ -149,7 +156,7 @@ class Listener(threading.Thread):
                 self._persist(ev.utterance)
 
     def _persist(self, u: Utterance) -> None:
-        rid = str(uuid.uuid4())
+        rid = self._utt_id
         started = self.wall_time(u.start)
         rel: str | None = None
         if self.archive_audio:
@@ -173,4 +180,4 @@ class Listener(threading.Thread):
             self.events.failure("store_failed", str(exc))
             return
         self.utterances += 1
-        self.events.utterance(Job((u.start, u.end), u.audio, rid))
+        self.events.utterance(Job((u.start, u.last_voiced), u.audio, rid))

@@ -60,7 +60,7 @@ class AsrWorker(threading.Thread):
         self._finals: deque[Job] = deque()
         self._partial: LatestSlot[Job] = LatestSlot()
         self._speculative: LatestSlot[Job] = LatestSlot()
-        self._cache: OrderedDict[tuple[int, int], Transcript] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], tuple[Transcript, float]] = OrderedDict()
         self._cond = threading.Condition()
         self.busy = False
         self.finals_done = 0
@@ -126,7 +126,9 @@ class AsrWorker(threading.Thread):
                 if final is not None:
                     self._final(final)
                 elif spec is not None:
-                    self._cache[spec.key] = self._transcribe(spec, self.options())
+                    t0 = time.perf_counter()
+                    result = self._transcribe(spec, self.options())
+                    self._cache[spec.key] = (result, time.perf_counter() - t0)
                     while len(self._cache) > SPECULATIVE_CACHE:
                         self._cache.popitem(last=False)
                 elif partial is not None:
@@ -170,13 +172,14 @@ class AsrWorker(threading.Thread):
                 return
             job = Job(job.key, audio, job.record_id)
         t0 = time.perf_counter()
-        transcript = self._cache.pop(job.key, None)
-        if transcript is not None:
+        cached = self._cache.pop(job.key, None)
+        if cached is not None:
             self.speculative_hits += 1
+            transcript, spent = cached
         else:
-            transcript = self._transcribe(job, self.options())
+            transcript, spent = self._transcribe(job, self.options()), 0.0
         processed = self.text.apply(transcript)
-        processing_s = time.perf_counter() - t0
+        processing_s = time.perf_counter() - t0 + spent
         try:
             seq = self.store.finish_live(
                 rec.id,

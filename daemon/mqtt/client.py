@@ -58,6 +58,7 @@ class MqttClient:
         self._on_command = on_command
         self._on_connect_cb = on_connect
         self._connected = threading.Event()
+        self._stopping = False
         self.v5 = settings.protocol == "5"
         client = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
@@ -100,6 +101,7 @@ class MqttClient:
             info = self._client.publish(self.topics.status, "offline", qos=1, retain=True)
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -155,7 +157,7 @@ class MqttClient:
             log.exception("MQTT: on-connect handler failed")
 
     def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        if self._connected.is_set():
+        if self._connected.is_set() and not self._stopping:
             log.warning("MQTT: disconnected (%s); reconnecting with backoff", reason)
         self._connected.clear()
 

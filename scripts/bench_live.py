@@ -1,0 +1,193 @@
+"""Live benchmark: the daemon as a subprocess plays a recording as its microphone at real speed, against a real
+Mosquitto on a free loopback port; a subscriber records what it publishes and when.
+
+Reports: finals against the reference utterances (none lost, none merged), latency from end of speech to the
+final handed to the broker (the payload's `latency_ms`), delay of the first partial after speech starts,
+peak RSS of the daemon, and, as the baseline measured in the same run, the time plain faster-whisper
+(`WhisperModel(dir).transcribe()` at its defaults) needs for each utterance once it has ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _epoch(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
+    return s[k]
+
+
+def run_live(wav: Path, segments_json: Path, speed: float = 1.0) -> dict[str, Any]:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    work = Path(tempfile.mkdtemp(prefix="asrbox-live-"))
+    port = _free_port()
+    (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "m.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    msgs: list[tuple[float, str, dict[str, Any]]] = []
+    lock = threading.Lock()
+    ready = threading.Event()
+    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
+    sub.on_connect = lambda c, u, f, r, p: c.subscribe("asrbox/bench/#", qos=1)
+    sub.on_subscribe = lambda c, u, m, r, p: ready.set()
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        try:
+            body = json.loads(m.payload)
+        except ValueError:
+            body = {"raw": m.payload.decode(errors="replace")}
+        with lock:
+            msgs.append((time.time(), m.topic, body))
+
+    sub.on_message = on_message
+    for _ in range(100):
+        try:
+            sub.connect("127.0.0.1", port)
+            break
+        except OSError:
+            time.sleep(0.05)
+    sub.loop_start()
+    ready.wait(10)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
+    env.update(
+        ASRBOX_STORE__PATH=str(work / "store"),
+        ASRBOX_MQTT__PORT=str(port),
+        ASRBOX_MQTT__DEVICE_ID="bench",
+        ASRBOX_MQTT__HOST="127.0.0.1",
+    )
+    cmd = [sys.executable, "-m", "daemon", "run", "--source", str(wav), "--speed", str(speed), "--exit-at-end"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / "daemon.log").open("w"))
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, _rss_mb(proc.pid))
+        time.sleep(0.2)
+    wall = time.time() - t0
+    time.sleep(0.5)
+    sub.loop_stop()
+    broker.terminate()
+    broker.wait(5)
+
+    finals = [b for _, t, b in msgs if t.endswith("/transcript/final")]
+    partials = [(ts, b) for ts, t, b in msgs if t.endswith("/transcript/partial")]
+    refs = json.loads(segments_json.read_text())
+    first_partial: list[float] = []
+    for f in finals:
+        mine = [ts for ts, b in partials if b.get("utterance_id") == f["utterance_id"]]
+        if mine:
+            speech_start = _epoch(f["started_at"]) + 0.3  # started_at includes the 300 ms pre-roll
+            first_partial.append(min(mine) - speech_start)
+    latencies = [float(f["latency_ms"]) for f in finals if f.get("latency_ms") is not None]
+    seqs = [int(f["seq"]) for f in finals]
+    return {
+        "work": str(work),
+        "rc": proc.returncode,
+        "wall_s": wall,
+        "finals": finals,
+        "refs": refs,
+        "seq_gapless": seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else False,
+        "latency_ms": latencies,
+        "first_partial_s": first_partial,
+        "partials": len(partials),
+        "peak_rss_mb": peak,
+    }
+
+
+def baseline_per_utterance(wav: Path, refs: list[dict[str, Any]]) -> list[float]:
+    """Plain faster-whisper at its defaults, one ended utterance at a time (reference cut points)."""
+    from faster_whisper import WhisperModel, decode_audio
+
+    from daemon.asr.models import prepare_embedded_model
+    from daemon.settings import load_settings
+
+    model = WhisperModel(str(prepare_embedded_model(load_settings(None).asr.cache_dir)))
+    audio = decode_audio(str(wav))
+    times = []
+    for r in refs:
+        clip = audio[int(r["start_s"] * 16000) : int(r["end_s"] * 16000)]
+        t = time.perf_counter()
+        segments, _ = model.transcribe(clip)
+        "".join(s.text for s in segments)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def report(res: dict[str, Any], base: list[float]) -> str:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench import edit_distance, normalize
+
+    finals, refs = res["finals"], res["refs"]
+    lines = []
+    matched = 0
+    if len(finals) == len(refs):
+        for f, r in zip(finals, refs, strict=True):
+            ref_w, hyp_w = normalize(r["text"], "en"), normalize(f["text"], "en")
+            if edit_distance(ref_w, hyp_w) / max(len(ref_w), 1) <= 0.5:
+                matched += 1
+    ref_all = [w for r in refs for w in normalize(r["text"], "en")]
+    hyp_all = [w for f in finals for w in normalize(f["text"], "en")]
+    wer = edit_distance(ref_all, hyp_all) / max(len(ref_all), 1)
+    lat = res["latency_ms"]
+    fp = res["first_partial_s"]
+    b50 = statistics.median(base) * 1000 if base else float("nan")
+    lines.append(f"| finals / reference utterances | {len(finals)} / {len(refs)} (one-to-one: {matched}) |")
+    lines.append(f"| seq gapless | {res['seq_gapless']} |")
+    lines.append(f"| WER over the file | {100 * wer:.1f}% |")
+    lines.append(
+        f"| latency end of speech -> broker, p50 / p95 / max | {pct(lat, 0.5):.0f} / {pct(lat, 0.95):.0f} / "
+        f"{max(lat) if lat else float('nan'):.0f} ms |"
+    )
+    lines.append(
+        f"| first partial after speech start, p50 / max | {pct(fp, 0.5):.2f} / "
+        f"{max(fp) if fp else float('nan'):.2f} s ({len(fp)} utterances with partials, "
+        f"{res['partials']} partials) |"
+    )
+    lines.append(f"| peak RSS of the daemon | {res['peak_rss_mb']:.0f} MB |")
+    lines.append(
+        f"| baseline: plain faster-whisper per ended utterance, p50 / p95 | {b50:.0f} / "
+        f"{pct(base, 0.95) * 1000:.0f} ms |"
+    )
+    lines.append(f"| ratio latency p50 / baseline p50 | **{pct(lat, 0.5) / b50:.2f}** |")
+    return "| measure | value |\n|---|---|\n" + "\n".join(lines) + "\n"
