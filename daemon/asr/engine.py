@@ -62,6 +62,7 @@ class DecodeOptions:
     groups: tuple[int, ...] | None = None
     beam_size: int | None = None  # None = the engine's setting; 1 = greedy (partial results)
     fallback: bool = True  # Whisper's temperature fallback on windows that fail its quality checks
+    draft: bool = False  # cheaper, less accurate decoding for partial results
 
 
 class Engine(Protocol):

@@ -133,9 +133,8 @@ class AsrWorker(threading.Thread):
                         self._cache.popitem(last=False)
                 elif partial is not None:
                     opts = self.options()
-                    t = self._transcribe(
-                        partial, DecodeOptions(opts.language, opts.hotwords, beam_size=1, fallback=False)
-                    )
+                    draft = DecodeOptions(opts.language, opts.hotwords, beam_size=1, fallback=False, draft=True)
+                    t = self._transcribe(partial, draft)
                     self.on_partial(partial, self.text.apply(t).text)
             except Exception:  # one bad utterance must not kill the worker
                 self.failures += 1
