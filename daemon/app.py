@@ -137,6 +137,8 @@ class App:
                 self._handle_command(cmd)
             except queue.Empty:
                 pass
+            if self.stop_event.is_set():
+                break
             self._supervise()
             if time.monotonic() >= next_diag:
                 self._diagnostics()

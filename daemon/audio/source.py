@@ -23,6 +23,7 @@ from daemon.errors import AsrboxError
 log = logging.getLogger(__name__)
 
 BLOCK_S = 0.1
+MAX_AHEAD_S = 0.5
 
 
 class SourceError(AsrboxError):
@@ -193,6 +194,7 @@ class MicrophoneSource:
         self._rate = SAMPLE_RATE
         self._channels = 1
         self._wall0 = 0.0
+        self._mono0 = 0.0
         self._samples = 0
 
     def open(self) -> None:
@@ -228,6 +230,7 @@ class MicrophoneSource:
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         log.info("microphone %r open at %d Hz, %d channel(s)", dev.name, rate, channels)
         self._wall0 = time.time() - self._samples / SAMPLE_RATE
+        self._mono0 = time.monotonic() - self._samples / SAMPLE_RATE
 
     def _format(self, dev: InputDevice) -> tuple[int, int]:
         import pyaudio
@@ -270,6 +273,11 @@ class MicrophoneSource:
             parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
             out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
         self._samples += out.size
+        # A real microphone cannot run ahead of the clock; a device that dumps a buffer or a file
+        # (ALSA `file` pcm, virtual devices) can. Hold it to real time so nothing overflows downstream.
+        ahead = self._samples / SAMPLE_RATE - (time.monotonic() - self._mono0) - MAX_AHEAD_S
+        if ahead > 0:
+            time.sleep(ahead)
         return out
 
     def wall_time(self, sample: int) -> float:

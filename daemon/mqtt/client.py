@@ -102,6 +102,7 @@ class MqttClient:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(timeout)
         self._stopping = True
+        self._client.disable_logger()  # paho logs a spurious error while its loop winds down
         self._client.disconnect()
         self._client.loop_stop()
 
