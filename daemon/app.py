@@ -108,7 +108,10 @@ class App:
 
     def _decode_options(self) -> DecodeOptions:
         lang = None if self.language == "auto" else self.language
-        return DecodeOptions(language=lang, hotwords=self.hotwords, beam_size=self.settings.asr.live_beam_size)
+        asr = self.settings.asr
+        return DecodeOptions(
+            language=lang, hotwords=self.hotwords, beam_size=asr.live_beam_size, short_first=asr.live_short_window
+        )
 
     def _final_payload(self, rec: Record, t: Transcript, processing_s: float, seq: int) -> dict[str, Any]:
         return payloads.final(rec, t, self.engine.info, processing_s, seq, self.settings.mqtt.device_id)

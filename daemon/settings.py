@@ -56,7 +56,10 @@ class AsrSettings(Section):
     language: str = Field("auto", description="'auto' or a language code such as 'zh' or 'en'")
     batch_size: int = Field(8, ge=1, le=64)
     beam_size: int = Field(5, ge=1, le=10)
-    live_beam_size: int = Field(1, ge=1, le=10, description="beam for live finals: 1 = greedy, lowest latency")
+    live_beam_size: int = Field(5, ge=1, le=10, description="beam for live finals")
+    live_short_window: bool = Field(
+        True, description="live finals: encode only the utterance (+1 s) first; full 30 s window for Chinese/Japanese"
+    )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores")
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 

@@ -63,6 +63,7 @@ class DecodeOptions:
     beam_size: int | None = None  # None = the engine's setting; 1 = greedy (partial results)
     fallback: bool = True  # Whisper's temperature fallback on windows that fail its quality checks
     draft: bool = False  # cheaper, less accurate decoding for partial results
+    short_first: bool = False  # try the draft window first, the full window only where it fails the checks
 
 
 class Engine(Protocol):

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 CHUNK_MAX_S = 30.0
 MIN_CHUNK_S = 5.0
 MIN_TAIL_S = 1.0
+MIN_TAIL_SPEECH_S = 0.5
 FRAME = 512
 MIN_AUDIO_S = 0.1
 
@@ -98,8 +99,8 @@ class Chunk:
         if self.audio.size - start < int(MIN_TAIL_S * SAMPLE_RATE):
             return None
         first = (start + int(0.2 * SAMPLE_RATE)) // FRAME
-        if not any(self.voiced[first:]):
-            return None
+        if sum(self.voiced[first:]) * FRAME < MIN_TAIL_SPEECH_S * SAMPLE_RATE:
+            return None  # a breath or an echo, not a skipped sentence
         return Chunk(self.audio[start:], self.offset_s + start / SAMPLE_RATE, self.voiced[start // FRAME :])
 
 
