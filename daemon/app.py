@@ -15,6 +15,7 @@ import signal
 import statistics
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
@@ -70,6 +71,7 @@ class App:
         self.commands_dropped = 0
         self._partials: dict[int, tuple[str, PartialTracker]] = {}  # utterance start sample -> (id, tracker)
         self._lock = threading.Lock()
+        self._languages: deque[str] = deque(maxlen=5)  # of the latest finals: a prior for language detection
 
     # ------------------------------------------------------------------ building
     def build(self) -> None:
@@ -110,8 +112,19 @@ class App:
         lang = None if self.language == "auto" else self.language
         asr = self.settings.asr
         return DecodeOptions(
-            language=lang, hotwords=self.hotwords, beam_size=asr.live_beam_size, short_first=asr.live_short_window
+            language=lang,
+            hotwords=self.hotwords,
+            beam_size=asr.live_beam_size,
+            short_first=asr.live_short_window,
+            language_hint=self._recent_language(),
         )
+
+    def _recent_language(self) -> str | None:
+        recent = list(self._languages)
+        if len(recent) < 2:
+            return None
+        best = max(set(recent), key=recent.count)
+        return best if recent.count(best) * 2 > len(recent) else None
 
     def _final_payload(self, rec: Record, t: Transcript, processing_s: float, seq: int) -> dict[str, Any]:
         return payloads.final(rec, t, self.engine.info, processing_s, seq, self.settings.mqtt.device_id)
@@ -301,6 +314,8 @@ class App:
         self.client.publish(self.topics.partial, json.dumps(body, ensure_ascii=False), qos=0)
 
     def _on_final(self, done: FinalDone) -> None:
+        if done.transcript.language:
+            self._languages.append(done.transcript.language)
         log.debug("final %d: %s", done.seq, done.transcript.text)
         self.publisher.notify()
 

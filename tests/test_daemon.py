@@ -132,7 +132,7 @@ def test_commands_good_and_malformed_then_sigterm(broker: Broker, env: dict[str,
         assert rec.wait_for(lambda m: any(t.endswith("/state") and b'"listening"' in p for t, p, _ in m), 90), (
             tmp_path / "d.log"
         ).read_text()[-2000:]
-        assert rec.payloads("/status")[-1] == "online"
+        assert rec.wait_for(lambda m: rec.payloads("/status")[-1:] == ["online"], 10)
         cmd = f"{ROOT_TOPIC}/cmd"
         time.sleep(1.0)  # the retained stop has been delivered by now
 

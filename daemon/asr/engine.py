@@ -64,6 +64,7 @@ class DecodeOptions:
     fallback: bool = True  # Whisper's temperature fallback on windows that fail its quality checks
     draft: bool = False  # cheaper, less accurate decoding for partial results
     short_first: bool = False  # try the draft window first, the full window only where it fails the checks
+    language_hint: str | None = None  # the language recent speech was in (a prior, not a constraint)
 
 
 class Engine(Protocol):

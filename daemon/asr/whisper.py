@@ -51,6 +51,7 @@ DRAFT_PAD_FRAMES = 100
 FULL_WINDOW_LANGUAGES = NO_SPACE_LANGUAGES
 # Language detection on the short window is less sure; below this, the full window decides.
 SHORT_WINDOW_MIN_LANGUAGE_PROB = 0.9
+SHORT_WINDOW_HINT_PROB = 0.5  # ... unless it agrees with the language recent speech was in
 
 
 def _done(results: list[Transcript | None]) -> list[Transcript]:
@@ -236,7 +237,7 @@ class WhisperEngine:
             if t is None
             or not t.text
             or not t.meta.get("closed")
-            or (options.language is None and t.language_prob < SHORT_WINDOW_MIN_LANGUAGE_PROB)
+            or (options.language is None and t.language_prob < self._min_language_prob(t.language, options))
             or t.avg_logprob < LOG_PROB_THRESHOLD
             or compression_ratio(t.text) > COMPRESSION_RATIO_THRESHOLD
         ]
@@ -245,6 +246,10 @@ class WhisperEngine:
             for i, t in zip(redo, again, strict=True):
                 first[i] = t
         return _done(first)
+
+    @staticmethod
+    def _min_language_prob(language: str, options: DecodeOptions) -> float:
+        return SHORT_WINDOW_HINT_PROB if language == options.language_hint else SHORT_WINDOW_MIN_LANGUAGE_PROB
 
     def _decode_batch(
         self,
