@@ -180,7 +180,7 @@ class AsrWorker(threading.Thread):
         processed = self.text.apply(transcript)
         processing_s = time.perf_counter() - t0 + spent
         try:
-            seq = self.store.finish_live(
+            seq = self.store.finish(
                 rec.id,
                 language=processed.language,
                 raw_text=transcript.text,
@@ -194,7 +194,7 @@ class AsrWorker(threading.Thread):
             log.error("cannot store the transcript of %s: %s", rec.id, exc)
             return
         self.finals_done += 1
-        self.on_final(FinalDone(rec, seq, processed, processing_s))
+        self.on_final(FinalDone(rec, seq or 0, processed, processing_s))
 
 
 _EMPTY = __import__("numpy").zeros(0, dtype="float32")

@@ -252,7 +252,11 @@ class Store:
         engine: dict[str, Any],
         processing_s: float,
         duration_s: float | None = None,
-    ) -> None:
+        payload: Callable[[int], dict[str, Any]] | None = None,
+    ) -> int | None:
+        """Mark the record done. With `payload`, also queue its final in the outbox in the same transaction
+        (the outbox key is the final's `seq`) and return that seq."""
+        seq: int | None = None
         with self._lock:
             self._write("BEGIN IMMEDIATE")
             try:
@@ -271,12 +275,21 @@ class Store:
                     ),
                 )
                 self._reindex(record_id)
+                if payload is not None:
+                    ts = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()[0]
+                    cur = self._db.execute(
+                        "INSERT INTO outbox (record_id, payload, speech_end_ts, created_at) VALUES (?, '', ?, ?)",
+                        (record_id, ts, utc_now()),
+                    )
+                    seq = int(cur.lastrowid or 0)
+                    body = json.dumps(payload(seq), ensure_ascii=False)
+                    self._db.execute("UPDATE outbox SET payload=? WHERE seq=?", (body, seq))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        return seq
 
-    # ------------------------------------------------------------------ live path
     def begin_live(
         self,
         *,
@@ -303,56 +316,6 @@ class Store:
                 f"SELECT {_COLUMNS} FROM records WHERE kind='live' AND status='pending' ORDER BY created_at, rowid"
             ).fetchall()
         return [_record(r) for r in rows]
-
-    def speech_end_ts(self, record_id: str) -> float | None:
-        with self._lock:
-            row = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
-
-    def finish_live(
-        self,
-        record_id: str,
-        *,
-        language: str,
-        raw_text: str,
-        text: str,
-        segments: list[dict[str, Any]],
-        engine: dict[str, Any],
-        processing_s: float,
-        payload: Callable[[int], dict[str, Any]],
-    ) -> int:
-        """Mark the utterance done and queue its final in the outbox, in one transaction; returns its seq."""
-        with self._lock:
-            self._write("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
-                    "processing_s=?, error=NULL WHERE id=?",
-                    (
-                        language,
-                        raw_text,
-                        text,
-                        json.dumps(segments, ensure_ascii=False),
-                        json.dumps(engine),
-                        round(processing_s, 3),
-                        record_id,
-                    ),
-                )
-                self._reindex(record_id)
-                ts = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()[0]
-                cur = self._db.execute(
-                    "INSERT INTO outbox (record_id, payload, speech_end_ts, created_at) VALUES (?, '', ?, ?)",
-                    (record_id, ts, utc_now()),
-                )
-                seq = int(cur.lastrowid or 0)
-                self._db.execute(
-                    "UPDATE outbox SET payload=? WHERE seq=?", (json.dumps(payload(seq), ensure_ascii=False), seq)
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return seq
 
     def unsent(self, limit: int = 100) -> list[tuple[int, dict[str, Any], float | None]]:
         with self._lock:
