@@ -94,6 +94,7 @@ class App:
             self.source.wall_time,
             self,
             lambda: self.session_id,
+            self.listening,
             self.stop_event,
         )
         self.worker = AsrWorker(
@@ -126,8 +127,8 @@ class App:
         best = max(set(recent), key=recent.count)
         return best if recent.count(best) * 2 > len(recent) else None
 
-    def _final_payload(self, rec: Record, t: Transcript, processing_s: float, seq: int) -> dict[str, Any]:
-        return payloads.final(rec, t, self.engine.info, processing_s, seq, self.settings.mqtt.device_id)
+    def _final_payload(self, rec: Record, t: Transcript, raw: str, processing_s: float, seq: int) -> dict[str, Any]:
+        return payloads.final(rec, t, raw, self.engine.info, processing_s, seq, self.settings.mqtt.device_id)
 
     # ------------------------------------------------------------------ running
     def run(self) -> int:
@@ -259,9 +260,9 @@ class App:
         return self.session_id
 
     def stop_session(self) -> dict[str, Any]:
-        self.listening.clear()
         if self.listener.is_alive():
-            self.listener.flush()
+            self.listener.flush()  # the utterance in progress belongs to the session
+        self.listening.clear()
         sid = self.session_id
         if sid is None:
             return {}

@@ -180,6 +180,12 @@ def test_commands_good_and_malformed_then_sigterm(broker: Broker, env: dict[str,
         assert rec.wait_for(
             lambda m: json.loads([p for t, p, _ in m if t.endswith("/state")][-1])["state"] == "idle", 10
         )
+        # idle: nothing is heard or kept; only the utterance cut at the stop is still transcribed, in its session
+        stopped = [x for x in rec.payloads("/session") if x.get("event") == "stopped"][-1]
+        speech_before = rec.payloads("/speech").count("ON")
+        time.sleep(4)
+        assert rec.payloads("/speech").count("ON") == speech_before
+        assert all(f["session_id"] == stopped["session_id"] for f in rec.payloads("/transcript/final"))
         rec.publish(f"{cmd}/start", json.dumps({"session_name": "lesson 3", "language": "en"}))
         assert rec.wait_for(lambda m: any(s.get("name") == "lesson 3" for s in rec.payloads("/session")), 10)
         assert rec.wait_for(lambda m: rec.payloads("/transcript/final"), 60)

@@ -67,6 +67,7 @@ class Listener(threading.Thread):
         wall_time: Callable[[int], float],
         events: ListenerEvents,
         session: Callable[[], str | None],
+        listening: threading.Event,
         stop: threading.Event,
     ) -> None:
         super().__init__(name="segmenter", daemon=True)
@@ -78,6 +79,7 @@ class Listener(threading.Thread):
         self.wall_time = wall_time
         self.events = events
         self.session = session
+        self.listening = listening
         self.stop_event = stop
         self.heartbeat = Heartbeat("segmenter", 10.0)
         self.ended = threading.Event()
@@ -87,6 +89,7 @@ class Listener(threading.Thread):
         self._next_partial = 0
         self._speculated: tuple[int, int] | None = None
         self._utt_id = str(uuid.uuid4())
+        self._idle = False
         self.utterances = 0
         self.archive_audio = True
 
@@ -114,6 +117,14 @@ class Listener(threading.Thread):
                 self._handle(self.seg.flush())
                 self.ended.set()
                 break
+            if not self.listening.is_set():
+                # idle: audio is neither analysed nor kept (stop flushed the utterance in progress)
+                self._carry = np.zeros(0, dtype=np.float32)
+                self._idle = True
+                continue
+            if self._idle:
+                self.vad.reset()
+                self._idle = False
             data = np.concatenate([self._carry, block]) if self._carry.size else block
             n = data.size // fs * fs
             self._carry = data[n:]

@@ -42,7 +42,7 @@ class AsrWorker(threading.Thread):
         text: TextPipeline,
         store: Store,
         options: Callable[[], DecodeOptions],
-        payload: Callable[[Record, Transcript, float, int], dict[str, object]],
+        payload: Callable[[Record, Transcript, str, float, int], dict[str, object]],
         on_final: Callable[[FinalDone], None],
         on_partial: Callable[[Job, str], None],
         stop: threading.Event,
@@ -188,7 +188,7 @@ class AsrWorker(threading.Thread):
                 segments=[{"start": s.start, "end": s.end, "text": s.text} for s in processed.segments],
                 engine={**self.engine.info.as_dict(), "processing_s": round(processing_s, 3)},
                 processing_s=processing_s,
-                payload=lambda seq: self.payload(rec, processed, processing_s, seq) | {"raw_text": transcript.text},
+                payload=lambda seq: self.payload(rec, processed, transcript.text, processing_s, seq),
             )
         except AsrboxError as exc:
             log.error("cannot store the transcript of %s: %s", rec.id, exc)

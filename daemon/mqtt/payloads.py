@@ -12,7 +12,13 @@ SCHEMA = 1
 
 
 def final(
-    record: Record, transcript: Transcript, engine: EngineInfo, processing_s: float, seq: int, device_id: str
+    record: Record,
+    transcript: Transcript,
+    raw_text: str,
+    engine: EngineInfo,
+    processing_s: float,
+    seq: int,
+    device_id: str,
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -23,7 +29,7 @@ def final(
         "session_id": record.session_id,
         "utterance_id": record.id,
         "text": transcript.text,
-        "raw_text": transcript.text,
+        "raw_text": raw_text,
         "language": transcript.language,
         "started_at": record.started_at,
         "ended_at": record.ended_at,
