@@ -80,7 +80,7 @@ def free_port() -> int:
 class Broker:
     """A real Mosquitto on a free loopback port; stop/start keep the port (broker outage tests)."""
 
-    def __init__(self, workdir: Path, extra: str = "") -> None:
+    def __init__(self, workdir: Path, extra: str = "", persistent: bool = False) -> None:
         import shutil as _sh
 
         exe = _sh.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -89,9 +89,8 @@ class Broker:
         self.exe = exe
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nuser root\n{extra}"
-        )
+        persistence = f"persistence true\npersistence_location {workdir}/\n" if persistent else "persistence false\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{persistence}user root\n{extra}")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "mosquitto.log"
 
@@ -129,7 +128,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 class Recorder:
     """A paho subscriber that records every message under a topic filter."""
 
-    def __init__(self, port: int, topic: str) -> None:
+    def __init__(self, port: int, topic: str, client_id: str = "", persistent: bool = False) -> None:
         import threading
 
         import paho.mqtt.client as mqtt
@@ -137,7 +136,16 @@ class Recorder:
 
         self.messages: list[tuple[str, bytes, bool]] = []
         self._cond = threading.Condition()
-        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if persistent:  # a durable session: QoS 1 messages wait on the broker while we are away
+            self.client = mqtt.Client(
+                callback_api_version=CallbackAPIVersion.VERSION2,
+                client_id=client_id,
+                protocol=mqtt.MQTTv311,
+                clean_session=False,
+            )
+            self.client.reconnect_delay_set(0.2, 1)
+        else:
+            self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         ready = threading.Event()
 
         def on_connect(c: Any, u: Any, f: Any, r: Any, p: Any) -> None:
@@ -157,6 +165,9 @@ class Recorder:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         assert ready.wait(10), "subscriber did not connect"
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
     def wait_for(self, pred: Any, timeout: float) -> bool:
         import time
