@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import shutil
 import signal
 import statistics
 import threading
@@ -38,6 +37,7 @@ from daemon.sdnotify import Notifier
 from daemon.settings import Settings
 from daemon.store.audio import remove_partials
 from daemon.store.db import Record, Store, iso, utc_now
+from daemon.store.retention import Retention
 from daemon.text.pipeline import TextPipeline
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ COMMAND_QUEUE = 100
 DIAGNOSTICS_EVERY_S = 60.0
 DRAIN_WORKER_S = 10.0
 DRAIN_OUTBOX_S = 3.0
+RETENTION_EVERY_S = 60.0
 
 
 class App:
@@ -72,6 +73,9 @@ class App:
         self._partials: dict[int, tuple[str, PartialTracker]] = {}  # utterance start sample -> (id, tracker)
         self._lock = threading.Lock()
         self._languages: deque[str] = deque(maxlen=5)  # of the latest finals: a prior for language detection
+        self._state_backlog = 0
+        self._state_published = 0.0
+        self.disk_free_mb = -1
 
     # ------------------------------------------------------------------ building
     def build(self) -> None:
@@ -108,6 +112,7 @@ class App:
             self.stop_event,
         )
         self.publisher = OutboxPublisher(self.store, self.client, self.topics.final, self.stop_event)
+        self.retention = Retention(self.store, s.store)
 
     def _decode_options(self) -> DecodeOptions:
         lang = None if self.language == "auto" else self.language
@@ -148,6 +153,7 @@ class App:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop_event.set())
         next_diag = time.monotonic() + 5.0
+        next_retention = 0.0
         while not self.stop_event.is_set():
             try:
                 cmd = self.commands.get(timeout=0.5)
@@ -157,9 +163,13 @@ class App:
             if self.stop_event.is_set():
                 break
             self._supervise()
+            if time.monotonic() >= next_retention:
+                self._retention()
+                next_retention = time.monotonic() + RETENTION_EVERY_S
             if time.monotonic() >= next_diag:
                 self._diagnostics()
                 next_diag = time.monotonic() + DIAGNOSTICS_EVERY_S
+            self._backlog_changed()
             if self.exit_at_end and self.listener.ended.is_set() and self.worker.backlog == 0:
                 self.publisher.drain(DRAIN_OUTBOX_S)
                 log.info("source ended and every utterance is transcribed; exiting")
@@ -210,15 +220,32 @@ class App:
             if self.state != "error":
                 self._set_state("error", f"stage stalled: {', '.join(dead)}")
 
+    def _retention(self) -> None:
+        status = self.retention.run()
+        self.disk_free_mb = status.free_mb
+        if status.low and self.listener.archive_audio:
+            self.listener.archive_audio = False
+            msg = f"disk low: {status.free_mb} MB free (< {self.settings.store.min_free_mb}); audio not archived"
+            self.failure("disk_low", msg)
+            self._set_state(self.state, msg)
+        elif not status.low and not self.listener.archive_audio:
+            self.listener.archive_audio = True
+            log.info("disk space back (%d MB free): archiving audio again", status.free_mb)
+            self._set_state(self.state, None)
+
+    def _backlog_changed(self) -> None:
+        """`state` carries the backlog: republish when it changes (at most every 2 s)."""
+        backlog = self.worker.backlog
+        now = time.monotonic()
+        if backlog != self._state_backlog and now - self._state_published >= 2.0:
+            self._publish_state()
+
     def _status_line(self) -> str:
         return f"{self.state}; backlog {self.worker.backlog}; outbox {self.store.outbox_backlog()}"
 
     def _diagnostics(self) -> None:
         lat = list(self.publisher.latencies_ms)
-        try:
-            disk_free = shutil.disk_usage(self.settings.store.path).free // (1024 * 1024)
-        except OSError:
-            disk_free = -1
+        disk_free = self.retention.free_mb()
         data = {
             "uptime_s": round(time.monotonic() - self.started_mono, 1),
             "backlog": self.worker.backlog,
@@ -231,6 +258,7 @@ class App:
             "finals": self.worker.finals_done,
             "source_failures": self.capture.failures,
             "commands_dropped": self.commands_dropped,
+            "archiving_audio": self.listener.archive_audio,
         }
         self.client.publish(self.topics.diagnostics, json.dumps(data), qos=0, retain=True)
         self.notifier.status(self._status_line())
@@ -244,7 +272,9 @@ class App:
         self._publish_state()
 
     def _publish_state(self) -> None:
-        body = payloads.state(self.state, self.session_id, self.reason, self.since, self.worker.backlog)
+        self._state_backlog = self.worker.backlog
+        self._state_published = time.monotonic()
+        body = payloads.state(self.state, self.session_id, self.reason, self.since, self._state_backlog)
         self.client.publish(self.topics.state, json.dumps(body), qos=1, retain=True)
 
     def start_session(self, name: str | None, language: str | None) -> str:
@@ -295,8 +325,8 @@ class App:
     def speculative(self, job: Job) -> None:
         self.worker.add_speculative(job)
 
-    def utterance(self, job: Job) -> None:
-        self.worker.add_final(job)
+    def utterance(self, job: Job, on_disk: bool = True) -> None:
+        self.worker.add_final(job, on_disk)
 
     def failure(self, code: str, message: str) -> None:
         log.error("%s: %s", code, message)

@@ -87,8 +87,10 @@ class VadSettings(Section):
 
 class StoreSettings(Section):
     path: Path = Field(default_factory=_default_store_path)
-    retention_days: int = Field(0, ge=0, description="0 = keep forever")
-    max_audio_gb: float = Field(0.0, ge=0.0, description="0 = no quota")
+    retention_days: int = Field(0, ge=0, description="audio older than this is deleted; 0 = keep forever")
+    max_audio_gb: float = Field(0.0, ge=0.0, description="oldest audio deleted above this; 0 = no quota")
+    prune_records: bool = Field(False, description="delete the record with its audio (default: keep the text)")
+    min_free_mb: int = Field(500, ge=0, description="below this free space, utterance audio is not archived")
 
 
 class AudioSettings(Section):

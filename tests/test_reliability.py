@@ -146,3 +146,19 @@ def test_interrupted_batch_resumes_without_redoing(env: dict[str, str], tmp_path
     per_file = db.execute("SELECT source, COUNT(*) FROM records WHERE status='done' GROUP BY source").fetchall()
     assert len(per_file) == len(ids) and all(n == 1 for _, n in per_file)
     assert DEVICE
+
+
+def test_low_disk_stops_archiving_but_not_transcribing(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/#")
+    e = daemon_env(env, broker, ASRBOX_STORE__MIN_FREE_MB=str(10**9))
+    proc = start_daemon(e, "--source", str(eval_clip("en_jfk")[0]), "--exit-at-end", log=tmp_path / "d.log")
+    assert proc.wait(120) == 0, (tmp_path / "d.log").read_text()[-2000:]
+    finals = rec.payloads("/transcript/final")
+    assert finals and all(f["audio"]["path"] is None for f in finals)
+    errors = rec.payloads("/error")
+    assert any(x["code"] == "disk_low" for x in errors)
+    states = [x for x in rec.payloads("/state") if isinstance(x, dict)]
+    assert any("disk low" in (x.get("reason") or "") for x in states)
+    store = Path(e["ASRBOX_STORE__PATH"])
+    assert not (store / "audio").exists() or not list((store / "audio").rglob("*.wav"))
+    rec.close()

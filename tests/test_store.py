@@ -118,3 +118,74 @@ def test_reopen_keeps_data_and_integrity(tmp_path: Path) -> None:
     s.close()
     s2 = Store(tmp_path)
     assert s2.get(rid) is not None and s2.integrity_ok()
+
+
+def _live(store: Store, n: int, size: int = 32000) -> list[str]:
+    import numpy as np
+
+    from daemon.store.audio import write_wav_atomic
+
+    ids = []
+    for i in range(n):
+        rel = f"audio/2026/01/0{i}/{i}.wav"
+        written = write_wav_atomic(store.root / rel, np.zeros(size, dtype=np.float32))
+        rid = store.begin_live(
+            session_id=None,
+            audio_path=rel,
+            started_at="",
+            ended_at="",
+            duration_s=1.0,
+            speech_end_ts=0.0,
+            audio_bytes=written,
+        )
+        ids.append(rid)
+    return ids
+
+
+def _done(store: Store, rid: str) -> None:
+    store.finish(rid, language="en", raw_text="x", text="x", segments=[], engine={}, processing_s=0.1)
+
+
+def test_retention_by_age_keeps_pending_and_records(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from daemon.settings import StoreSettings
+    from daemon.store.retention import Retention
+
+    s = Store(tmp_path)
+    ids = _live(s, 3)
+    for rid in ids[:2]:
+        _done(s, rid)
+    later = datetime.now(UTC) + timedelta(days=31)
+    status = Retention(s, StoreSettings(path=tmp_path, retention_days=30, min_free_mb=0)).run(later)
+    assert status.deleted_files == 2 and not status.low
+    assert [s.get(r).audio_path for r in ids[:2]] == [None, None]  # type: ignore[union-attr]
+    assert s.get(ids[2]).audio_path and (tmp_path / s.get(ids[2]).audio_path).is_file()  # type: ignore[union-attr,operator]
+    assert all(s.get(r) is not None for r in ids)  # texts kept
+    # nothing new to delete a second time
+    assert Retention(s, StoreSettings(path=tmp_path, retention_days=30, min_free_mb=0)).run(later).deleted_files == 0
+
+
+def test_retention_by_quota_oldest_first_and_prune(tmp_path: Path) -> None:
+    from daemon.settings import StoreSettings
+    from daemon.store.retention import Retention
+
+    s = Store(tmp_path)
+    ids = _live(s, 4, size=16000 * 10)  # ~320 kB each
+    for rid in ids:
+        _done(s, rid)
+    quota_gb = 700_000 / 1024**3  # room for two files
+    st = Retention(s, StoreSettings(path=tmp_path, max_audio_gb=quota_gb, prune_records=True, min_free_mb=0)).run()
+    assert st.deleted_files == 2
+    assert s.get(ids[0]) is None and s.get(ids[1]) is None  # pruned with their audio
+    assert s.get(ids[2]) is not None and s.get(ids[3]) is not None
+    assert s.archived_bytes() <= 700_000
+
+
+def test_low_disk_reported(tmp_path: Path) -> None:
+    from daemon.settings import StoreSettings
+    from daemon.store.retention import Retention
+
+    s = Store(tmp_path)
+    st = Retention(s, StoreSettings(path=tmp_path, min_free_mb=10**9)).run()
+    assert st.low and st.free_mb >= 0

@@ -52,7 +52,7 @@ class ListenerEvents(Protocol):
 
     def speculative(self, job: Job) -> None: ...
 
-    def utterance(self, job: Job) -> None: ...
+    def utterance(self, job: Job, on_disk: bool = True) -> None: ...
 
     def failure(self, code: str, message: str) -> None: ...
 
@@ -170,10 +170,11 @@ class Listener(threading.Thread):
         rid = self._utt_id
         started = self.wall_time(u.start)
         rel: str | None = None
+        size: int | None = None
         if self.archive_audio:
             rel = audio_relpath(rid, datetime.fromtimestamp(started, UTC))
             try:
-                write_wav_atomic(self.store.root / rel, u.audio)
+                size = write_wav_atomic(self.store.root / rel, u.audio)
             except OSError as exc:
                 rel = None
                 self.events.failure("audio_write_failed", f"cannot store utterance audio: {exc.strerror or exc}")
@@ -186,9 +187,10 @@ class Listener(threading.Thread):
                 ended_at=iso(datetime.fromtimestamp(self.wall_time(u.end), UTC)),
                 duration_s=u.duration_s,
                 speech_end_ts=self.wall_time(u.last_voiced),
+                audio_bytes=size,
             )
         except AsrboxError as exc:
             self.events.failure("store_failed", str(exc))
             return
         self.utterances += 1
-        self.events.utterance(Job((u.start, u.last_voiced), u.audio, rid))
+        self.events.utterance(Job((u.start, u.last_voiced), u.audio, rid), on_disk=rel is not None)

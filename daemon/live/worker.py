@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from daemon.asr.engine import DecodeOptions, Engine, Transcript
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import AsrboxError
@@ -25,6 +27,8 @@ from daemon.text.pipeline import TextPipeline
 log = logging.getLogger(__name__)
 
 SPECULATIVE_CACHE = 4
+MAX_IN_MEMORY = 16  # waiting finals whose audio stays in memory
+_EMPTY = np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,12 @@ class AsrWorker(threading.Thread):
         self._drain_deadline: float | None = None
 
     # ------------------------------------------------------------------ producers
-    def add_final(self, job: Job) -> None:
+    def add_final(self, job: Job, on_disk: bool = True) -> None:
+        """A persisted utterance. Past MAX_IN_MEMORY waiting finals, only its id is kept: the audio is read
+        back from its WAV file when its turn comes, so a long backlog costs no memory."""
         with self._cond:
+            if on_disk and len(self._finals) >= MAX_IN_MEMORY:
+                job = Job(job.key, _EMPTY, job.record_id)
             self._finals.append(job)
             self._partial.clear()  # the utterance it belonged to has ended
             self._cond.notify()
@@ -195,6 +203,3 @@ class AsrWorker(threading.Thread):
             return
         self.finals_done += 1
         self.on_final(FinalDone(rec, seq or 0, processed, processing_s))
-
-
-_EMPTY = __import__("numpy").zeros(0, dtype="float32")

@@ -17,7 +17,7 @@ def audio_relpath(record_id: str, when: datetime) -> str:
     return f"audio/{when:%Y/%m/%d}/{record_id}.wav"
 
 
-def write_wav_atomic(path: Path, audio: npt.NDArray[np.float32], rate: int = SAMPLE_RATE) -> None:
+def write_wav_atomic(path: Path, audio: npt.NDArray[np.float32], rate: int = SAMPLE_RATE) -> int:
     """No half-written file is ever visible under `path`: a crash leaves only a `.part` file, removed later."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -43,6 +43,7 @@ def write_wav_atomic(path: Path, audio: npt.NDArray[np.float32], rate: int = SAM
             os.close(fd)
     except OSError:
         pass
+    return path.stat().st_size
 
 
 def read_wav(path: Path) -> npt.NDArray[np.float32]:

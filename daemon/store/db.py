@@ -74,6 +74,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_unsent ON outbox (sent_at, seq);
     ALTER TABLE records ADD COLUMN speech_end_ts REAL;
     """,
+    # 3: size of each archived audio file (for the quota)
+    """
+    ALTER TABLE records ADD COLUMN audio_bytes INTEGER;
+    CREATE INDEX records_audio ON records (audio_path) WHERE audio_path IS NOT NULL;
+    """,
 )
 
 _CJK = re.compile(r"([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
@@ -300,13 +305,24 @@ class Store:
         duration_s: float,
         speech_end_ts: float,
         record_id: str | None = None,
+        audio_bytes: int | None = None,
     ) -> str:
         """The pending row of an utterance whose audio is already on disk."""
         rid = record_id or str(uuid.uuid4())
         self._write(
             "INSERT INTO records (id, kind, status, session_id, created_at, started_at, ended_at, duration_s, "
-            "audio_path, speech_end_ts) VALUES (?, 'live', 'pending', ?, ?, ?, ?, ?, ?, ?)",
-            (rid, session_id, utc_now(), started_at, ended_at, round(duration_s, 3), audio_path, speech_end_ts),
+            "audio_path, speech_end_ts, audio_bytes) VALUES (?, 'live', 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rid,
+                session_id,
+                utc_now(),
+                started_at,
+                ended_at,
+                round(duration_s, 3),
+                audio_path,
+                speech_end_ts,
+                audio_bytes,
+            ),
         )
         return rid
 
@@ -316,6 +332,29 @@ class Store:
                 f"SELECT {_COLUMNS} FROM records WHERE kind='live' AND status='pending' ORDER BY created_at, rowid"
             ).fetchall()
         return [_record(r) for r in rows]
+
+    # ------------------------------------------------------------------ retention
+    def archived_audio(self) -> list[tuple[str, str, int, str]]:
+        """(id, audio_path, bytes, created_at) of archived live audio that is safe to delete (not pending)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, audio_path, COALESCE(audio_bytes, 0), created_at FROM records "
+                "WHERE kind='live' AND audio_path IS NOT NULL AND status != 'pending' ORDER BY created_at, rowid"
+            ).fetchall()
+        return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
+
+    def archived_bytes(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(audio_bytes), 0) FROM records WHERE audio_path IS NOT NULL"
+            ).fetchone()
+        return int(row[0])
+
+    def drop_audio(self, record_id: str, delete_record: bool) -> None:
+        if delete_record:
+            self.delete(record_id)
+        else:
+            self._write("UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE id=?", (record_id,))
 
     def unsent(self, limit: int = 100) -> list[tuple[int, dict[str, Any], float | None]]:
         with self._lock:
