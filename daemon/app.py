@@ -150,8 +150,9 @@ class App:
         self._wait_source_open(10.0)
         self.notifier.ready(self._status_line())
         log.info("asrbox %s running: device %s, source %s", __version__, self.topics.root, self.source.name)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self.stop_event.set())
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop_event.set())
         next_diag = time.monotonic() + 5.0
         next_retention = 0.0
         while not self.stop_event.is_set():

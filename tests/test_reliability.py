@@ -162,3 +162,21 @@ def test_low_disk_stops_archiving_but_not_transcribing(broker: Broker, env: dict
     store = Path(e["ASRBOX_STORE__PATH"])
     assert not (store / "audio").exists() or not list((store / "audio").rglob("*.wav"))
     rec.close()
+
+
+def test_asr_slower_than_real_time_backlog_visible_nothing_lost(
+    broker: Broker, env: dict[str, str], tmp_path: Path
+) -> None:
+    wav, _ = eval_clip("en_long_concat_hifitts6097")
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/#")
+    slow = daemon_env(env, broker, ASRBOX_ASR__LIVE_BEAM_SIZE="10", ASRBOX_ASR__LIVE_SHORT_WINDOW="false")
+    proc = start_daemon(slow, "--source", str(wav), "--speed", "8", "--exit-at-end", log=tmp_path / "d.log")
+    assert proc.wait(300) == 0, (tmp_path / "d.log").read_text()[-2000:]
+    finals = rec.payloads("/transcript/final")
+    assert len(finals) == 14 and [f["seq"] for f in finals] == list(range(1, 15))
+    backlogs = [x["backlog"] for x in rec.payloads("/state") if isinstance(x, dict)]
+    assert max(backlogs) >= 2, backlogs  # the backlog is visible while it lasts
+    diags = [x for x in rec.payloads("/diagnostics") if isinstance(x, dict)]
+    assert diags and {"backlog", "dropped_frames", "dropped_partials", "disk_free_mb"} <= set(diags[-1])
+    assert diags[-1]["dropped_frames"] == 0  # capture never overflowed: only partials may be dropped
+    rec.close()
