@@ -84,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", metavar="FILE", help="play a recording as the microphone")
     r.add_argument("--speed", type=float, default=1.0, help="playback speed of --source (default 1.0)")
     r.add_argument("--exit-at-end", action="store_true", help="exit once --source has played and is transcribed")
+    r.add_argument("--loops", type=int, default=1, metavar="N", help="play --source N times (soak tests)")
     r.add_argument("--device", metavar="NAME|INDEX", help="microphone by exact name, substring or index")
     r.add_argument("--language", "-l", help="language code, or 'auto'")
 
@@ -330,7 +331,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if not settings.audio.source:
         check_microphone(settings.audio.device)  # no microphone: one line, with the --source hint
-    source = make_source(settings.audio.source, settings.audio.device, args.speed)
+    if args.loops < 1:
+        raise AsrboxError("--loops must be at least 1")
+    source = make_source(settings.audio.source, settings.audio.device, args.speed, args.loops)
     return App(settings, source, exit_at_end=args.exit_at_end).run()
 
 

@@ -155,8 +155,11 @@ def main() -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--write-doc", action="store_true", help="write the results into docs/benchmarks.md")
     ap.add_argument("--live", action="store_true", help="the live benchmark (daemon + Mosquitto, real speed)")
-    ap.add_argument("--speed", type=float, default=1.0, help="with --live: playback speed")
+    ap.add_argument("--speed", type=float, default=1.0, help="with --live/--soak: playback speed")
+    ap.add_argument("--soak", type=float, metavar="HOURS", help="memory soak: this many hours through the live path")
     args = ap.parse_args()
+    if args.soak:
+        return soak(args)
     if args.live:
         return live(args)
 
@@ -213,6 +216,24 @@ def live(args: argparse.Namespace) -> int:
     print(md)
     if args.write_doc:
         write_doc(md, "live")
+    return 0 if res["rc"] == 0 else 1
+
+
+def soak(args: argparse.Namespace) -> int:
+    import bench_live
+
+    wav = ROOT.parent / "shared" / "eval" / "en" / "en_long_concat_hifitts6097.wav"
+    audio_s = 81.632
+    loops = max(1, round(args.soak * 3600 / audio_s))
+    res = bench_live.run_live(wav, wav.with_suffix(".segments.json"), args.speed, loops)
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = (
+        f"Measured {when} on {machine()}; command `scripts/bench --soak {args.soak:g} --speed {args.speed:g}`."
+        "\n\n" + bench_live.soak_report(res, loops, args.speed, audio_s)
+    )
+    print(md)
+    if args.write_doc:
+        write_doc(md, "soak")
     return 0 if res["rc"] == 0 else 1
 
 

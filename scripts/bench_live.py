@@ -54,7 +54,7 @@ def pct(values: list[float], q: float) -> float:
     return s[k]
 
 
-def run_live(wav: Path, segments_json: Path, speed: float = 1.0) -> dict[str, Any]:
+def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1) -> dict[str, Any]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -97,12 +97,28 @@ def run_live(wav: Path, segments_json: Path, speed: float = 1.0) -> dict[str, An
         ASRBOX_MQTT__DEVICE_ID="bench",
         ASRBOX_MQTT__HOST="127.0.0.1",
     )
-    cmd = [sys.executable, "-m", "daemon", "run", "--source", str(wav), "--speed", str(speed), "--exit-at-end"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "daemon",
+        "run",
+        "--source",
+        str(wav),
+        "--speed",
+        str(speed),
+        "--exit-at-end",
+        "--loops",
+        str(loops),
+    ]
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / "daemon.log").open("w"))
     peak = 0.0
+    rss: list[tuple[float, float]] = []
     while proc.poll() is None:
-        peak = max(peak, _rss_mb(proc.pid))
+        now = _rss_mb(proc.pid)
+        peak = max(peak, now)
+        if not rss or time.time() - t0 - rss[-1][0] >= 5.0:
+            rss.append((time.time() - t0, now))
         time.sleep(0.2)
     wall = time.time() - t0
     time.sleep(0.5)
@@ -132,6 +148,7 @@ def run_live(wav: Path, segments_json: Path, speed: float = 1.0) -> dict[str, An
         "first_partial_s": first_partial,
         "partials": len(partials),
         "peak_rss_mb": peak,
+        "rss": rss,
     }
 
 
@@ -191,3 +208,25 @@ def report(res: dict[str, Any], base: list[float]) -> str:
     )
     lines.append(f"| ratio latency p50 / baseline p50 | **{pct(lat, 0.5) / b50:.2f}** |")
     return "| measure | value |\n|---|---|\n" + "\n".join(lines) + "\n"
+
+
+def soak_report(res: dict[str, Any], loops: int, speed: float, audio_s: float) -> str:
+    rss = [(t, m) for t, m in res["rss"] if m > 0]
+    n = len(rss)
+    warm = rss[max(1, n // 10)][1] if n > 2 else float("nan")  # after warm-up: 10% into the run
+    late = max(m for _, m in rss[-max(1, n // 5) :]) if rss else float("nan")
+    step = max(1, n // 12)
+    curve = " ".join(f"{t / 60:.0f}min:{m:.0f}" for t, m in rss[::step])
+    finals = res["finals"]
+    seqs = [int(f["seq"]) for f in finals]
+    return (
+        "| measure | value |\n|---|---|\n"
+        f"| audio played | {loops} x {audio_s:.0f} s = {loops * audio_s / 3600:.2f} h at {speed:g}x |\n"
+        f"| finals | {len(finals)} (expected {loops * len(res['refs'])}), seq gapless: {res['seq_gapless']} |\n"
+        f"| wall time | {res['wall_s'] / 60:.1f} min |\n"
+        f"| RSS after warm-up (baseline) / max in the last fifth / peak | {warm:.0f} / {late:.0f} / "
+        f"{res['peak_rss_mb']:.0f} MB |\n"
+        f"| growth after warm-up | **{100 * (late - warm) / warm:+.1f}%** |\n"
+        f"| RSS curve (MB) | {curve} |\n"
+        f"| seq range | {min(seqs) if seqs else '-'}..{max(seqs) if seqs else '-'} |\n"
+    )

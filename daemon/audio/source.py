@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from daemon.audio.decode import SAMPLE_RATE, Audio, decode_file
+from daemon.audio.decode import SAMPLE_RATE, Audio, iter_decode
 from daemon.errors import AsrboxError
 
 log = logging.getLogger(__name__)
@@ -51,34 +51,48 @@ class AudioSource(Protocol):
 
 
 class FileSource:
-    """A recording played as a microphone, paced by sample count against the monotonic clock."""
+    """A recording played as a microphone, paced by sample count against the monotonic clock.
 
-    def __init__(self, path: Path, speed: float = 1.0, block_s: float = BLOCK_S) -> None:
+    The file is decoded as it plays (bounded memory, whatever its length); `loops` plays it several times
+    (soak tests)."""
+
+    def __init__(self, path: Path, speed: float = 1.0, block_s: float = BLOCK_S, loops: int = 1) -> None:
         if speed <= 0:
             raise AsrboxError("--speed must be greater than 0")
         self.path = path
         self.speed = speed
+        self.loops = loops
         self.name = f"file:{path.name}"
         self._block = int(block_s * SAMPLE_RATE)
-        self._audio: Audio | None = None
+        self._blocks: Iterator[Audio] | None = None
+        self._buf = np.zeros(0, dtype=np.float32)
         self._pos = 0
         self._t0 = 0.0
         self._wall0 = 0.0
 
+    def _stream(self) -> Iterator[Audio]:
+        for _ in range(self.loops):
+            yield from iter_decode(self.path, block_s=10.0)
+
     def open(self) -> None:
-        if self._audio is None:
-            self._audio = decode_file(self.path)
-            log.info(
-                "playing %s (%.1f s) as the microphone at %gx", self.path, self._audio.size / SAMPLE_RATE, self.speed
-            )
+        if self._blocks is None:
+            self._blocks = self._stream()
+            first = next(self._blocks)  # fail now, in one line, if the file is not audio
+            self._buf = first
+            log.info("playing %s as the microphone at %gx", self.path, self.speed)
         self._t0 = time.monotonic() - self._pos / (SAMPLE_RATE * self.speed)
         self._wall0 = time.time() - self._pos / (SAMPLE_RATE * self.speed)
 
     def read(self) -> Audio | None:
-        assert self._audio is not None, "open() first"
-        if self._pos >= self._audio.size:
+        assert self._blocks is not None, "open() first"
+        while self._buf.size < self._block:
+            nxt = next(self._blocks, None)
+            if nxt is None:
+                break
+            self._buf = np.concatenate([self._buf, nxt])
+        if self._buf.size == 0:
             return None
-        block = self._audio[self._pos : self._pos + self._block]
+        block, self._buf = self._buf[: self._block], self._buf[self._block :]
         self._pos += block.size
         due = self._t0 + self._pos / (SAMPLE_RATE * self.speed)
         delay = due - time.monotonic()
@@ -295,12 +309,13 @@ class MicrophoneSource:
             self._pa = None
 
 
-def make_source(source: str, device: str, speed: float) -> AudioSource:
+def make_source(source: str, device: str, speed: float, loops: int = 1) -> AudioSource:
     if source:
         path = Path(source)
         if not path.is_file():
             raise AsrboxError(f"--source: no such file: {source}")
-        return FileSource(path, speed)
+        next(iter_decode(path, block_s=1.0))  # not audio: one clear line now, not a retry loop later
+        return FileSource(path, speed, loops=loops)
     return MicrophoneSource(device)
 
 
