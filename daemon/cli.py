@@ -293,7 +293,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "check":
-        settings.mqtt.password()  # a configured password file must be readable
+        settings.mqtt.check_files()  # TLS and password files must be readable
         print("asrbox: configuration ok", file=sys.stderr)
         return 0
     print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))
@@ -329,6 +329,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(
         args.config, {"asr": {"language": args.language}, "audio": {"source": args.source, "device": args.device}}
     )
+    settings.mqtt.check_files()
     if not settings.audio.source:
         check_microphone(settings.audio.device)  # no microphone: one line, with the --source hint
     if args.loops < 1:

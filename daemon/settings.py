@@ -123,6 +123,16 @@ class MqttSettings(Section):
             raise ValueError("must be one MQTT topic level of letters, digits, '_' or '-'")
         return v
 
+    def check_files(self) -> None:
+        """TLS files and the password file must exist and be readable (config check, start-up)."""
+        for key in ("tls_ca", "tls_cert", "tls_key"):
+            path = getattr(self, key)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ConfigError(f"config error: mqtt.{key}: cannot read {path}")
+        if self.tls_key and not self.tls_cert:
+            raise ConfigError("config error: mqtt.tls_key: given without mqtt.tls_cert")
+        self.password()
+
     def password(self) -> SecretStr | None:
         """The broker password: `password_file`, else the systemd credential `mqtt_password`."""
         path = self.password_file

@@ -117,3 +117,18 @@ def test_example_config_is_valid(env: dict[str, str]) -> None:
 
     r = asrbox("--config", str(ROOT / "config" / "asrbox.toml"), "config", "check", env=env)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ('[mqtt]\npassword_file = "/nonexistent/pw"\n', "mqtt.password_file"),
+        ('[mqtt]\ntls_ca = "/nonexistent/ca.crt"\n', "mqtt.tls_ca"),
+        ('[mqtt]\ntls_key = "/etc/hostname"\n', "mqtt.tls_key"),
+    ],
+)
+def test_cli_unreadable_secret_and_tls_paths_exit_78(
+    tmp_path: Path, env: dict[str, str], body: str, needle: str
+) -> None:
+    r = asrbox("--config", str(write(tmp_path, body)), "config", "check", env=env)
+    assert r.returncode == 78 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
