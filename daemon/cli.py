@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-store", action="store_true", help="do not record the results in the history")
     t.add_argument("--force", action="store_true", help="transcribe again files already in the history")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--nice", type=int, default=10, metavar="N", help="CPU priority offset (default 10: a live daemon goes first)"
+    )
 
     h = sub.add_parser("history", help="list, search, show, export or delete stored transcripts")
     hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -131,6 +136,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
         },
     )
+    if args.nice:
+        with contextlib.suppress(OSError):
+            os.nice(args.nice)  # batch work yields the CPU to the live path
     files, input_errors = collect_inputs(args.paths)
     for path, err in input_errors:
         print(f"asrbox: {path}: {err}", file=sys.stderr)

@@ -180,3 +180,26 @@ def test_asr_slower_than_real_time_backlog_visible_nothing_lost(
     assert diags and {"backlog", "dropped_frames", "dropped_partials", "disk_free_mb"} <= set(diags[-1])
     assert diags[-1]["dropped_frames"] == 0  # capture never overflowed: only partials may be dropped
     rec.close()
+
+
+def test_command_flood_is_bounded(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/#")
+    proc = start_daemon(daemon_env(env, broker), "--source", str(eval_clip("en_jfk")[0]), log=tmp_path / "d.log")
+    try:
+        assert rec.wait_for(lambda m: rec.payloads("/status")[-1:] == ["online"], 90)
+        for i in range(500):
+            rec.client.publish(f"{ROOT_TOPIC}/cmd/ping", json.dumps({"request_id": i}), qos=0)
+        rec.publish(f"{ROOT_TOPIC}/cmd/bogus", b"{}")
+        # still answering, still alive
+        assert rec.wait_for(
+            lambda m: any(
+                r.get("error", "") and "unknown command" in r["error"] for r in rec.payloads("/cmd/bogus/result")
+            ),
+            30,
+        )
+        assert proc.poll() is None
+        assert len(rec.payloads("/cmd/ping/result")) >= 100
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    rec.close()
