@@ -370,8 +370,9 @@ class App:
             return
         try:
             self.commands.put_nowait(cmd)
-        except queue.Full:
+        except queue.Full:  # a flood: refuse at once (counted) rather than queue without bound
             self.commands_dropped += 1
+            self.client.reply(cmd, {"ok": False, "error": "busy: too many commands, try again", "request_id": None})
 
     def _handle_command(self, cmd: Command) -> None:
         request_id: Any = None
