@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def test_streamed_blocks_bounded(tmp_path: Path) -> None:
         (lambda p: p.write_text("this is not audio at all, just text\n" * 20), "not a readable audio"),
         (lambda p: p.write_bytes(wav_header(16_000, 0)), "no audio"),
         (lambda p: p.write_bytes(wav_header(2_000_000_000, 3200) + b"\0" * 3200), "unsupported sample rate"),
-        (lambda p: p.write_bytes(os.urandom(4096)), "not a readable audio"),
+        (lambda p: p.write_bytes(np.random.default_rng(7).bytes(4096)), "not a readable audio|no audio"),
     ],
     ids=["empty", "text-renamed", "zero-length", "huge-rate", "random-bytes"],
 )
@@ -105,7 +104,8 @@ def test_bad_audio_gives_one_line_error(tmp_path: Path, make: object, needle: st
     make(p)  # type: ignore[operator]
     with pytest.raises(AudioDecodeError) as exc:
         decode_file(p)
-    assert needle in str(exc.value) and "\n" not in str(exc.value) and str(p) in str(exc.value)
+    msg = str(exc.value)
+    assert any(n in msg for n in needle.split("|")) and "\n" not in msg and str(p) in msg
 
 
 def test_missing_and_directory(tmp_path: Path) -> None:
