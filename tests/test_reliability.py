@@ -208,3 +208,23 @@ def test_command_flood_is_bounded(broker: Broker, env: dict[str, str], tmp_path:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
     rec.close()
+
+
+def test_sigterm_mid_utterance_keeps_it(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/#")
+    e = daemon_env(env, broker)
+    proc = start_daemon(e, "--source", str(eval_clip("en_long_concat_hifitts6097")[0]), log=tmp_path / "d.log")
+    try:
+        assert rec.wait_for(lambda m: len(rec.payloads("/transcript/final")) >= 1, 90)
+        on = rec.payloads("/speech").count("ON")
+        assert rec.wait_for(lambda m: rec.payloads("/speech").count("ON") > on, 30)  # someone starts speaking
+        time.sleep(0.6)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    started = rec.payloads("/speech").count("ON")
+    done, pending, unsent, integrity = db_state(Path(e["ASRBOX_STORE__PATH"]))
+    assert integrity == "ok" and pending == 0 and unsent == 0
+    assert done == started  # the utterance cut by the stop was stored, transcribed and published
+    assert len(finals_by_seq(rec)) == done
+    rec.close()

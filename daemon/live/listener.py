@@ -104,7 +104,8 @@ class Listener(threading.Thread):
     # ------------------------------------------------------------------ thread
     def run(self) -> None:
         fs = self.vad.frame_samples
-        while not self.stop_event.is_set():
+        # On shutdown, what capture already queued is still analysed, then the utterance in progress is kept.
+        while not (self.stop_event.is_set() and len(self.blocks) == 0):
             if self._flush.is_set():
                 self._handle(self.seg.flush())
                 self._flush.clear()
@@ -135,9 +136,9 @@ class Listener(threading.Thread):
                 self._handle(self.seg.push(frame, float(prob)))
                 if self.seg.in_speech:
                     self._schedule()
-        if self._flush.is_set():
-            self._handle(self.seg.flush())
-            self._flushed.set()
+        if not self.ended.is_set():
+            self._handle(self.seg.flush())  # stopping: the utterance in progress is persisted, not lost
+        self._flushed.set()
 
     def _schedule(self) -> None:
         seg = self.seg
