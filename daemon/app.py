@@ -63,7 +63,6 @@ class App:
         self.reason: str | None = None
         self.since = utc_now()
         self.session_id: str | None = None
-        self.session_name: str | None = None
         self.language = settings.asr.language
         self.hotwords: tuple[str, ...] = ()
         self.listening = threading.Event()
@@ -258,6 +257,7 @@ class App:
             "latency_ms_p50": statistics.median(lat) if lat else None,
             "finals": self.worker.finals_done,
             "source_failures": self.capture.failures,
+            "asr_failures": self.worker.failures,
             "commands_dropped": self.commands_dropped,
             "archiving_audio": self.listener.archive_audio,
         }
@@ -281,7 +281,6 @@ class App:
     def start_session(self, name: str | None, language: str | None) -> str:
         if self.session_id is None:
             self.session_id = self.store.start_session(name)
-            self.session_name = name
             started = self.store.session(self.session_id) or {}
             self._publish_session("started", started)
         if language:

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.audio.decode import SAMPLE_RATE
-from daemon.audio.vad import Vad
+from daemon.audio.vad import FrameSplitter, Vad
 from daemon.settings import VadSettings
 
 Audio = npt.NDArray[np.float32]
@@ -200,25 +200,21 @@ def segment_stream(
 ) -> Iterator[Utterance]:
     """Offline use of the same segmenter: audio blocks in, utterances out (streaming, bounded memory)."""
     seg = Segmenter(settings, vad.frame_samples)
-    fs = vad.frame_samples
-    carry = np.zeros(0, dtype=np.float32)
-    for block in blocks:
-        buf = np.concatenate([carry, block]) if carry.size else block
-        n = buf.size // fs * fs
-        carry = buf[n:]
-        if n == 0:
-            continue
-        frames = buf[:n].reshape(-1, fs)
-        for frame, prob in zip(frames, vad.probs(frames), strict=True):
-            for ev in seg.push(frame, float(prob)):
-                if isinstance(ev, SpeechEnded):
-                    yield ev.utterance
-    if pad_end and carry.size:
-        frame = np.zeros(fs, dtype=np.float32)
-        frame[: carry.size] = carry
-        for ev in seg.push(frame, float(vad.probs(frame[None, :])[0])):
-            if isinstance(ev, SpeechEnded):
-                yield ev.utterance
+    splitter = FrameSplitter(vad.frame_samples)
+
+    def frames_in() -> Iterator[Audio]:
+        for block in blocks:
+            yield splitter.push(block)
+        tail = splitter.tail() if pad_end else None
+        if tail is not None:
+            yield tail
+
+    for frames in frames_in():
+        if frames.size:
+            for frame, prob in zip(frames, vad.probs(frames), strict=True):
+                for ev in seg.push(frame, float(prob)):
+                    if isinstance(ev, SpeechEnded):
+                        yield ev.utterance
     for ev in seg.flush():
         if isinstance(ev, SpeechEnded):
             yield ev.utterance

@@ -30,6 +30,33 @@ class Vad(Protocol):
     def reset(self) -> None: ...
 
 
+class FrameSplitter:
+    """Cuts a stream of audio blocks of any size into whole VAD frames; the remainder waits for the next block."""
+
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self.pending = np.zeros(0, dtype=np.float32)
+
+    def push(self, block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The whole frames now available, as an (n, frame_samples) array (n may be 0)."""
+        data = np.concatenate([self.pending, block]) if self.pending.size else block
+        n = data.size // self.frame_samples * self.frame_samples
+        self.pending = data[n:]
+        return data[:n].reshape(-1, self.frame_samples)
+
+    def tail(self) -> npt.NDArray[np.float32] | None:
+        """End of stream: the remainder zero-padded to one frame, shaped (1, frame_samples); None if empty."""
+        if not self.pending.size:
+            return None
+        frame = np.zeros((1, self.frame_samples), dtype=np.float32)
+        frame[0, : self.pending.size] = self.pending
+        self.pending = np.zeros(0, dtype=np.float32)
+        return frame
+
+    def reset(self) -> None:
+        self.pending = np.zeros(0, dtype=np.float32)
+
+
 def silero_model_path() -> Path:
     try:
         ref = resources.files("faster_whisper") / "assets" / "silero_vad_v6.onnx"

@@ -21,7 +21,7 @@ import numpy as np
 from daemon.asr.engine import Audio, DecodeOptions, Engine, Segment, Transcript, join_texts
 from daemon.audio.decode import SAMPLE_RATE, is_audio_path, iter_decode
 from daemon.audio.segmenter import Event, Segmenter, SpeechEnded, SpeechStarted
-from daemon.audio.vad import Vad
+from daemon.audio.vad import FRAME, FrameSplitter, Vad
 from daemon.errors import AsrboxError, AudioDecodeError
 from daemon.output.formats import FileTranscript, TimedText
 from daemon.settings import VadSettings
@@ -34,7 +34,6 @@ CHUNK_MAX_S = 30.0
 MIN_CHUNK_S = 5.0
 MIN_TAIL_S = 1.0
 MIN_TAIL_SPEECH_S = 0.5
-FRAME = 512
 MIN_AUDIO_S = 0.1
 
 
@@ -121,15 +120,14 @@ def chunk_stream(
     probs: list[float] = []  # one per frame from buf_start on
     bounds: list[int] = []  # stream offsets of pauses: middle of each gap between utterances
     last_end: int | None = None
-    carry = np.zeros(0, dtype=np.float32)
+    splitter = FrameSplitter(fs)
 
     def take(cut: int) -> Chunk | None:
         nonlocal buf, buf_start, probs
         n = cut - buf_start
         frames_n = -(-n // fs)
-        voiced = any(p >= settings.threshold for p in probs[:frames_n])
         flags = tuple(p >= settings.threshold for p in probs[:frames_n])
-        chunk = Chunk(buf[:n].copy(), buf_start / SAMPLE_RATE, flags) if voiced and n > 0 else None
+        chunk = Chunk(buf[:n].copy(), buf_start / SAMPLE_RATE, flags) if any(flags) and n > 0 else None
         buf, buf_start = buf[n:], cut
         probs = probs[n // fs :]
         return chunk
@@ -145,15 +143,12 @@ def chunk_stream(
                 last_end = ev.utterance.end
 
     for block in blocks:
-        data = np.concatenate([carry, block]) if carry.size else block
-        n = data.size // fs * fs
-        carry = data[n:]
-        frames = data[:n].reshape(-1, fs)
+        frames = splitter.push(block)
         if frames.size:
             for frame, prob in zip(frames, vad.probs(frames), strict=True):
                 probs.append(float(prob))
                 on_events(seg.push(frame, float(prob)))
-            buf = np.concatenate([buf, data[:n]])
+            buf = np.concatenate([buf, frames.reshape(-1)])
         while buf.size >= max_n:
             limit = buf_start + max_n
             if last_end is not None and not seg.in_speech:
@@ -165,11 +160,11 @@ def chunk_stream(
             chunk = take(cut)
             if chunk is not None:
                 yield chunk
-    if carry.size:
-        buf = np.concatenate([buf, carry])
-        frame = np.zeros(fs, dtype=np.float32)
-        frame[: carry.size] = carry
-        probs.append(float(vad.probs(frame[None, :])[0]))
+    rest = splitter.pending
+    tail = splitter.tail()
+    if tail is not None:
+        buf = np.concatenate([buf, rest])  # the real samples only, not the padding
+        probs.append(float(vad.probs(tail)[0]))
     if buf.size:
         chunk = take(buf_start + buf.size)
         if chunk is not None:

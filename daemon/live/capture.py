@@ -46,7 +46,7 @@ class Capture(threading.Thread):
                 except AsrboxError as exc:
                     self.failures += 1
                     self.on_state(False, str(exc))
-                    self.heartbeat.beat("waiting for the source")
+                    self.heartbeat.beat()  # waiting for the source is a known state
                     self.stop_event.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                     continue

@@ -14,11 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-import numpy as np
-
 from daemon.audio.decode import SAMPLE_RATE, Audio
 from daemon.audio.segmenter import Segmenter, SpeechEnded, SpeechStarted, Utterance
-from daemon.audio.vad import Vad
+from daemon.audio.vad import FrameSplitter, Vad
 from daemon.errors import AsrboxError
 from daemon.live.capture import END
 from daemon.live.plumbing import DropOldestQueue, Heartbeat
@@ -83,14 +81,13 @@ class Listener(threading.Thread):
         self.stop_event = stop
         self.heartbeat = Heartbeat("segmenter", 10.0)
         self.ended = threading.Event()
-        self._carry = np.zeros(0, dtype=np.float32)
+        self._frames = FrameSplitter(vad.frame_samples)
         self._flush = threading.Event()
         self._flushed = threading.Event()
         self._next_partial = 0
         self._speculated: tuple[int, int] | None = None
         self._utt_id = str(uuid.uuid4())
         self._idle = False
-        self.utterances = 0
         self.archive_audio = True
 
     # ------------------------------------------------------------------ control (other threads)
@@ -103,7 +100,6 @@ class Listener(threading.Thread):
 
     # ------------------------------------------------------------------ thread
     def run(self) -> None:
-        fs = self.vad.frame_samples
         # On shutdown, what capture already queued is still analysed, then the utterance in progress is kept.
         while not (self.stop_event.is_set() and len(self.blocks) == 0):
             if self._flush.is_set():
@@ -120,18 +116,15 @@ class Listener(threading.Thread):
                 break
             if not self.listening.is_set():
                 # idle: audio is neither analysed nor kept (stop flushed the utterance in progress)
-                self._carry = np.zeros(0, dtype=np.float32)
+                self._frames.reset()
                 self._idle = True
                 continue
             if self._idle:
                 self.vad.reset()
                 self._idle = False
-            data = np.concatenate([self._carry, block]) if self._carry.size else block
-            n = data.size // fs * fs
-            self._carry = data[n:]
-            if n == 0:
+            frames = self._frames.push(block)
+            if not frames.size:
                 continue
-            frames = data[:n].reshape(-1, fs)
             for frame, prob in zip(frames, self.vad.probs(frames), strict=True):
                 self._handle(self.seg.push(frame, float(prob)))
                 if self.seg.in_speech:
@@ -193,5 +186,4 @@ class Listener(threading.Thread):
         except AsrboxError as exc:
             self.events.failure("store_failed", str(exc))
             return
-        self.utterances += 1
         self.events.utterance(Job((u.start, u.last_voiced), u.audio, rid), on_disk=rel is not None)

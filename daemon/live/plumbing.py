@@ -71,11 +71,9 @@ class Heartbeat:
         self.name = name
         self.max_silence_s = max_silence_s
         self.last = time.monotonic()
-        self.note = "starting"
 
-    def beat(self, note: str = "ok") -> None:
+    def beat(self) -> None:
         self.last = time.monotonic()
-        self.note = note
 
     def healthy(self, now: float | None = None) -> bool:
         return ((now or time.monotonic()) - self.last) <= self.max_silence_s

@@ -68,7 +68,6 @@ class AsrWorker(threading.Thread):
         self._cond = threading.Condition()
         self.busy = False
         self.finals_done = 0
-        self.speculative_hits = 0
         self.last_rtf = 0.0
         self.failures = 0
         self._drain_deadline: float | None = None
@@ -121,7 +120,7 @@ class AsrWorker(threading.Thread):
             with self._cond:
                 if not (self._finals or self._speculative or self._partial) and not self._stopping():
                     self._cond.wait(1.0)
-                self.heartbeat.beat("idle")
+                self.heartbeat.beat()  # waiting for work is progress too
                 if self._stopping() and (
                     not self._finals or (self._drain_deadline is not None and time.monotonic() > self._drain_deadline)
                 ):
@@ -181,7 +180,6 @@ class AsrWorker(threading.Thread):
         t0 = time.perf_counter()
         cached = self._cache.pop(job.key, None)
         if cached is not None:
-            self.speculative_hits += 1
             transcript, spent = cached
         else:
             transcript, spent = self._transcribe(job, self.options()), 0.0

@@ -485,8 +485,3 @@ class Store:
 
     def iter_all(self, **kwargs: Any) -> Iterator[Record]:
         yield from self.query(newest_first=False, **kwargs)
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT status, COUNT(*) FROM records GROUP BY status").fetchall()
-        return {r[0]: int(r[1]) for r in rows}
