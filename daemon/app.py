@@ -64,7 +64,8 @@ class App:
         self.since = utc_now()
         self.session_id: str | None = None
         self.language = settings.asr.language
-        self.hotwords: tuple[str, ...] = ()
+        self.hotwords: tuple[str, ...] = ()  # the session's, set over MQTT
+        self.box_hotwords = settings.text.terms()
         self.listening = threading.Event()
         self.source_ok = True
         self.commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE)
@@ -85,7 +86,7 @@ class App:
             log.info("removed %d half-written audio file(s) left by a crash", removed)
         self.notifier.status("loading the model")
         self.engine: Engine = load_engine(s.asr)
-        self.text = TextPipeline(s.text)
+        self.text = TextPipeline(s.text, s.asr.cache_dir)
         self.blocks: DropOldestQueue[Audio] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)
         self.client = MqttClient(s.mqtt, self.topics, self._on_command, self._on_connect)
         self.capture = Capture(self.source, self.blocks, self._on_source, self.stop_event)
@@ -105,6 +106,7 @@ class App:
             self.text,
             self.store,
             self._decode_options,
+            self._terms,
             self._final_payload,
             self._on_final,
             self._on_partial,
@@ -118,11 +120,15 @@ class App:
         asr = self.settings.asr
         return DecodeOptions(
             language=lang,
-            hotwords=self.hotwords,
+            hotwords=self.text.engine_hotwords(self._terms()),
             beam_size=asr.live_beam_size,
             short_first=asr.live_short_window,
             language_hint=self._recent_language(),
         )
+
+    def _terms(self) -> tuple[str, ...]:
+        """The box's hotwords (config) followed by the session's (MQTT `hotwords` command)."""
+        return tuple(dict.fromkeys((*self.box_hotwords, *self.hotwords)))
 
     def _recent_language(self) -> str | None:
         recent = list(self._languages)

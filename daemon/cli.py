@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, metavar="N")
     t.add_argument("--no-store", action="store_true", help="do not record the results in the history")
     t.add_argument("--force", action="store_true", help="transcribe again files already in the history")
+    t.add_argument(
+        "--hotword", action="append", metavar="TERM", help="a term to spell right (repeatable; adds to the config's)"
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(
         "--nice", type=int, default=10, metavar="N", help="CPU priority offset (default 10: a live daemon goes first)"
@@ -166,11 +169,12 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         engine,
         SileroVad,
         settings.vad,
-        TextPipeline(settings.text),
+        TextPipeline(settings.text, settings.asr.cache_dir),
         store,
         settings.asr.batch_size,
         language=lang,
         force=args.force,
+        hotwords=tuple(dict.fromkeys((*settings.text.terms(), *(args.hotword or ())))),
     )
     common = common_folder(files)
     ok = failed = 0

@@ -74,6 +74,37 @@ class AsrSettings(Section):
 
 class TextSettings(Section):
     chinese_script: Literal["simplified", "traditional", "as_is"] = "simplified"
+    itn: bool = Field(True, description="spoken numbers, dates, money ... to written form (zh, en)")
+    fullwidth_punctuation: bool = Field(True, description="Chinese text gets ，。？！ instead of ,.?!")
+    hotwords: tuple[str, ...] = Field((), description="terms to spell right, for every session")
+    hotwords_file: Path | None = Field(None, description="more terms, one a line (# comments)")
+    hotword_biasing: bool = Field(True, description="layer 1: pass the terms to the engine (prompt, SeACo)")
+    hotword_correction: bool = Field(True, description="layer 2: replace near-misses by pinyin/phonetic match")
+    hotword_threshold: float = Field(0.8, ge=0.5, le=1.0, description="similarity a near-miss needs")
+
+    @field_validator("hotwords")
+    @classmethod
+    def _terms(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for t in v:
+            if not t.strip() or len(t) > 64:
+                raise ValueError("each hotword must be 1-64 characters")
+        return tuple(t.strip() for t in v)
+
+    @field_validator("hotwords_file")
+    @classmethod
+    def _file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"{v} is not a readable file")
+        return v
+
+    def terms(self) -> tuple[str, ...]:
+        """The box's hotwords: the inline list plus the file's lines."""
+        from daemon.text.hotwords import load_terms
+
+        try:
+            return load_terms(self.hotwords, str(self.hotwords_file) if self.hotwords_file else None)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"text.hotwords_file: cannot read {self.hotwords_file}: {exc}") from None
 
 
 class VadSettings(Section):

@@ -157,7 +157,17 @@ def main() -> int:
     ap.add_argument("--live", action="store_true", help="the live benchmark (daemon + Mosquitto, real speed)")
     ap.add_argument("--speed", type=float, default=1.0, help="with --live/--soak: playback speed")
     ap.add_argument("--soak", type=float, metavar="HOURS", help="memory soak: this many hours through the live path")
+    ap.add_argument("--hotwords", action="store_true", help="hotword recall with each layer (bench_text.py)")
+    ap.add_argument("--itn", action="store_true", help="ITN case table and speed (bench_text.py)")
     args = ap.parse_args()
+    if args.hotwords or args.itn:
+        import bench_text
+
+        md = bench_text.hotwords(Path(args.manifest)) if args.hotwords else bench_text.itn()
+        print(md)
+        if args.write_doc:
+            write_doc(md, "hotwords" if args.hotwords else "itn")
+        return 0
     if args.soak:
         return soak(args)
     if args.live:

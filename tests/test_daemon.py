@@ -327,3 +327,34 @@ def test_bad_config_exits_78_before_anything(env: dict[str, str], tmp_path: Path
     )
     assert r.returncode != 0 and "no such file" in r.stderr and "Traceback" not in r.stderr
     assert os.environ.get("ASRBOX_STORE__PATH") is None or True
+
+
+def test_session_hotwords_correct_live_finals(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
+    """`hotwords` over MQTT applies from the next utterance: the correction layer turns the model's 中间协会
+    into 中介协会 in the live final, lists the replacement in the payload and keeps the engine's text as raw."""
+    wav, _ = eval_clip("zh_aishell1_BAC009S0724W0121")
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/#")
+    extra = {"ASRBOX_SESSION__LISTEN_ON_START": "false", "ASRBOX_TEXT__HOTWORD_BIASING": "false"}
+    proc = start_daemon(
+        daemon_env(env, broker, **extra), "--source", str(wav), "--loops", "40", "--language", "zh",
+        log=tmp_path / "d.log",
+    )  # fmt: skip
+    cmd = f"{ROOT_TOPIC}/cmd"
+    try:
+        assert rec.wait_for(lambda m: "online" in rec.payloads("/status"), 60), (tmp_path / "d.log").read_text()
+        rec.publish(f"{cmd}/hotwords", json.dumps({"set": ["中介协会"]}))
+        assert rec.wait_for(lambda m: results(rec, "hotwords") and results(rec, "hotwords")[-1]["ok"], 10)
+        rec.publish(f"{cmd}/start", json.dumps({"session_name": "terms"}))
+        assert rec.wait_for(lambda m: rec.payloads("/transcript/final"), 90), (tmp_path / "d.log").read_text()
+        final = rec.payloads("/transcript/final")[0]
+        assert "中介协会" in final["text"], final
+        assert [h["to"] for h in final["hotwords"]] == ["中介协会"]
+        assert "中介协会" not in final["raw_text"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        rec.close()
+    db = Path(env["ASRBOX_STORE__PATH"]) / "asrbox.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        metas = [json.loads(m) for (m,) in con.execute("SELECT meta FROM records WHERE meta IS NOT NULL")]
+    assert metas and metas[0]["hotwords"][0]["to"] == "中介协会"

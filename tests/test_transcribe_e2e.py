@@ -179,3 +179,22 @@ def test_mixed_languages_each_detected(env: dict[str, str], tmp_path: Path) -> N
     langs = {Path(json.loads(line)["file"]).name: json.loads(line)["language"] for line in r.stdout.splitlines()}
     for lang, row in rows.items():
         assert langs[Path(row["path"]).name] == lang
+
+
+def test_hotwords_both_layers_on_real_speech(env: dict[str, str]) -> None:
+    """The embedded model hears 房地产 as 佛地产 and 中介协会 as 中间协会 in this clip. Biasing (the Whisper
+    prompt) fixes both; correction alone fixes the near-homophone 中间 -> 中介 and says so; raw text is kept."""
+    src, _ = eval_clip("zh_aishell1_BAC009S0724W0121")
+    base = ("transcribe", str(src), "--no-store", "--no-progress", "-f", "json", "-o", "-")
+    terms = ("--hotword", "房地产", "--hotword", "中介协会")
+
+    plain = json.loads(asrbox(*base, env=env).stdout)
+    assert "中介协会" not in plain["text"] and plain["hotwords"] == []
+
+    both = json.loads(asrbox(*base, *terms, env=env).stdout)
+    assert "房地产" in both["text"] and "中介协会" in both["text"]
+
+    only_fix = json.loads(asrbox(*base, *terms, env={**env, "ASRBOX_TEXT__HOTWORD_BIASING": "false"}).stdout)
+    assert "中介协会" in only_fix["text"]
+    assert any(h["to"] == "中介协会" for h in only_fix["hotwords"])
+    assert "中介协会" not in convert_script(only_fix["raw_text"], "simplified")

@@ -208,6 +208,7 @@ class BatchTranscriber:
         batch_size: int,
         language: str | None = None,
         force: bool = False,
+        hotwords: Sequence[str] = (),
     ) -> None:
         self.engine = engine
         self.vad_factory = vad_factory
@@ -217,6 +218,7 @@ class BatchTranscriber:
         self.batch_size = batch_size
         self.language = language
         self.force = force
+        self.hotwords = tuple(hotwords)
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as its file is done."""
@@ -302,7 +304,11 @@ class BatchTranscriber:
         t0 = time.perf_counter()
         results = self.engine.transcribe(
             [st.chunks[i].audio for st, i in batch],
-            DecodeOptions(language=self.language, groups=tuple(st.index for st, _ in batch)),
+            DecodeOptions(
+                language=self.language,
+                hotwords=self.text.engine_hotwords(self.hotwords),
+                groups=tuple(st.index for st, _ in batch),
+            ),
         )
         share = (time.perf_counter() - t0) / len(batch)
         for (st, i), res in zip(batch, results, strict=True):
@@ -330,10 +336,12 @@ class BatchTranscriber:
         segments: list[TimedText] = []
         raw_segments: list[Segment] = []
         votes: dict[str, float] = {}
+        replaced: list[dict[str, object]] = []
         for i, chunk in sorted(enumerate(st.chunks), key=lambda ic: ic[1].offset_s):
             res = st.results[i]
             votes[res.language] = votes.get(res.language, 0.0) + chunk.audio.size
-            processed = self.text.apply(res)
+            processed = self.text.apply(res, self.hotwords)
+            replaced += processed.meta.get("hotwords", [])
             for raw, seg in zip(res.segments, processed.segments, strict=True):
                 start, end = chunk.to_file_time(seg.start), chunk.to_file_time(seg.end)
                 raw_segments.append(raw)
@@ -350,6 +358,7 @@ class BatchTranscriber:
             engine=self.engine.info.as_dict(),
             processing_s=time.perf_counter() - st.started,
             record_id=st.record_id,
+            meta={"hotwords": replaced} if replaced else {},
         )
         if self.store is not None and st.record_id:
             self.store.finish(
@@ -361,6 +370,7 @@ class BatchTranscriber:
                 engine={**self.engine.info.as_dict(), "processing_s": round(st.engine_s, 3)},
                 processing_s=transcript.processing_s,
                 duration_s=st.duration_s,
+                meta=transcript.meta,
             )
         log.debug("%s: %s", st.path, transcript.text)
         return Outcome(st.path, transcript)
@@ -377,6 +387,7 @@ def transcript_from_record(rec: Record, file: str) -> FileTranscript:
         engine={k: v for k, v in rec.engine.items() if k != "processing_s"},
         processing_s=rec.processing_s or 0.0,
         record_id=rec.id,
+        meta=rec.meta,
     )
 
 

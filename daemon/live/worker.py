@@ -46,6 +46,7 @@ class AsrWorker(threading.Thread):
         text: TextPipeline,
         store: Store,
         options: Callable[[], DecodeOptions],
+        hotwords: Callable[[], tuple[str, ...]],
         payload: Callable[[Record, Transcript, str, float, int], dict[str, object]],
         on_final: Callable[[FinalDone], None],
         on_partial: Callable[[Job, str], None],
@@ -56,6 +57,7 @@ class AsrWorker(threading.Thread):
         self.text = text
         self.store = store
         self.options = options
+        self.hotwords = hotwords
         self.payload = payload
         self.on_final = on_final
         self.on_partial = on_partial
@@ -142,7 +144,7 @@ class AsrWorker(threading.Thread):
                     opts = self.options()
                     draft = DecodeOptions(opts.language, opts.hotwords, beam_size=1, fallback=False, draft=True)
                     t = self._transcribe(partial, draft)
-                    self.on_partial(partial, self.text.apply(t).text)
+                    self.on_partial(partial, self.text.apply(t, self.hotwords()).text)
             except Exception:  # one bad utterance must not kill the worker
                 self.failures += 1
                 log.exception("ASR worker: job failed")
@@ -183,7 +185,7 @@ class AsrWorker(threading.Thread):
             transcript, spent = cached
         else:
             transcript, spent = self._transcribe(job, self.options()), 0.0
-        processed = self.text.apply(transcript)
+        processed = self.text.apply(transcript, self.hotwords())
         processing_s = time.perf_counter() - t0 + spent
         try:
             seq = self.store.finish(
@@ -195,6 +197,7 @@ class AsrWorker(threading.Thread):
                 engine={**self.engine.info.as_dict(), "processing_s": round(processing_s, 3)},
                 processing_s=processing_s,
                 payload=lambda seq: self.payload(rec, processed, transcript.text, processing_s, seq),
+                meta={k: v for k, v in processed.meta.items() if k == "hotwords"},
             )
         except AsrboxError as exc:
             log.error("cannot store the transcript of %s: %s", rec.id, exc)

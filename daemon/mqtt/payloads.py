@@ -30,6 +30,7 @@ def final(
         "utterance_id": record.id,
         "text": transcript.text,
         "raw_text": raw_text,
+        "hotwords": transcript.meta.get("hotwords", []),  # replacements made by hotword correction
         "language": transcript.language,
         "started_at": record.started_at,
         "ended_at": record.ended_at,

@@ -33,6 +33,7 @@ class FileTranscript:
     processing_s: float
     record_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # post-processing notes: hotword replacements
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class FileTranscript:
             "engine": self.engine,
             "processing_s": round(self.processing_s, 3),
             "record_id": self.record_id,
+            "hotwords": self.meta.get("hotwords", []),
         }
 
 

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN audio_bytes INTEGER;
     CREATE INDEX records_audio ON records (audio_path) WHERE audio_path IS NOT NULL;
     """,
+    # 4: what post-processing did (hotword replacements, punctuation source), as JSON
+    """
+    ALTER TABLE records ADD COLUMN meta TEXT;
+    """,
 )
 
 _CJK = re.compile(r"([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
@@ -127,6 +131,7 @@ class Record:
     processing_s: float | None
     audio_path: str | None
     error: str | None
+    meta: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -134,7 +139,7 @@ class Record:
 
 _COLUMNS = (
     "id, kind, status, source, session_id, created_at, started_at, ended_at, duration_s, language, "
-    "raw_text, text, segments, engine, processing_s, audio_path, error"
+    "raw_text, text, segments, engine, processing_s, audio_path, error, meta"
 )
 
 
@@ -142,6 +147,7 @@ def _record(row: sqlite3.Row) -> Record:
     d = dict(row)
     d["segments"] = json.loads(d["segments"]) if d["segments"] else []
     d["engine"] = json.loads(d["engine"]) if d["engine"] else {}
+    d["meta"] = json.loads(d["meta"]) if d["meta"] else {}
     return Record(**d)
 
 
@@ -258,6 +264,7 @@ class Store:
         processing_s: float,
         duration_s: float | None = None,
         payload: Callable[[int], dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> int | None:
         """Mark the record done. With `payload`, also queue its final in the outbox in the same transaction
         (the outbox key is the final's `seq`) and return that seq."""
@@ -267,7 +274,7 @@ class Store:
             try:
                 self._db.execute(
                     "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
-                    "processing_s=?, duration_s=COALESCE(?, duration_s), error=NULL WHERE id=?",
+                    "processing_s=?, duration_s=COALESCE(?, duration_s), error=NULL, meta=? WHERE id=?",
                     (
                         language,
                         raw_text,
@@ -276,6 +283,7 @@ class Store:
                         json.dumps(engine),
                         round(processing_s, 3),
                         duration_s,
+                        json.dumps(meta, ensure_ascii=False) if meta else None,
                         record_id,
                     ),
                 )

@@ -1,0 +1,221 @@
+"""Hotword correction: replace near-misses of listed terms with the term, independent of the engine.
+
+This is the second of two layers (the first is the engine's own biasing, e.g. Whisper's prompt or Paraformer's
+SeACo): it catches what biasing missed. Chinese compares pinyin syllables (homophones and near-homophones:
+"丁丁" -> "钉钉", "通一千问" -> "通义千问"); English compares spelling and a phonetic key (metaphone:
+"cooper netties" -> "Kubernetes"). Guards against false replacements:
+
+- a window is replaced only when every syllable (Chinese) is a fuzzy match, or all but one for terms of four
+  syllables and more, and the overall similarity passes the threshold;
+- two-syllable Chinese terms need identical toneless pinyin after fuzzy initials/finals;
+- English needs the metaphone key and the spelling to agree, and never touches windows shorter than four
+  letters or made only of common function words;
+- text already equal to a listed term is never touched, and replacements never overlap.
+
+Every replacement is returned (from, to, position) so callers can keep the uncorrected text beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+# pairs speakers (and ASR) confuse: compared as the same sound
+_FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("l", "n"), ("h", "f"))
+_FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"), ("iang", "ian"), ("uang", "uan"))
+_FUNCTION_WORDS = frozenset(
+    _words(
+        "a an and are as at be but by for from had has have he her his i in is it its me my no not of on or our "
+        "she so that the their them they this to was we were what when which who will with you your"
+    )
+)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    original: str
+    term: str
+    start: int  # character offset in the text before correction
+    score: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {"from": self.original, "to": self.term, "start": self.start, "score": round(self.score, 3)}
+
+
+def _fuzzy(syllable: str) -> str:
+    s = syllable.lower()
+    for long, short in _FUZZY_INITIALS:
+        if s.startswith(long):
+            s = short + s[len(long) :]
+            break
+    for long, short in _FUZZY_FINALS:
+        if s.endswith(long):
+            s = s[: -len(long)] + short
+            break
+    return s
+
+
+def _ratio(a: str, b: str) -> float:
+    from rapidfuzz.distance import Levenshtein
+
+    return float(Levenshtein.normalized_similarity(a, b))
+
+
+@lru_cache(maxsize=4096)
+def _pinyin(text: str) -> tuple[str, ...]:
+    """One toneless syllable per character (a non-Chinese character stands for itself); polyphones are read
+    in context (pypinyin's phrase table: 重庆 -> chong qing)."""
+    from pypinyin import lazy_pinyin
+
+    out: list[str] = []
+    for run in re.finditer(rf"{_CJK.pattern}+|[^\u3400-\u9fff\uf900-\ufaff]+", text):
+        chunk = run.group(0)
+        syllables = lazy_pinyin(chunk) if _CJK.match(chunk) else list(chunk)
+        out += syllables if len(syllables) == len(chunk) else [lazy_pinyin(c)[0] for c in chunk]
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _metaphone(text: str) -> str:
+    import jellyfish
+
+    return str(jellyfish.metaphone(text))
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+class HotwordCorrector:
+    """`correct(text, terms)` -> (corrected text, replacements). Stateless; safe to share between threads."""
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+
+    def correct(self, text: str, terms: Iterable[str]) -> tuple[str, list[Replacement]]:
+        terms = [t.strip() for t in terms if t.strip()]
+        if not text or not terms:
+            return text, []
+        found: list[Replacement] = []
+        for term in sorted(set(terms), key=len, reverse=True):  # longer terms first
+            matches = self._chinese(text, term) if _CJK.search(term) else self._english(text, term)
+            for rep in matches:
+                end = rep.start + len(rep.original)
+                if all(end <= r.start or rep.start >= r.start + len(r.original) for r in found):
+                    found.append(rep)
+        if not found:
+            return text, []
+        found.sort(key=lambda r: r.start)
+        out, pos = [], 0
+        for r in found:
+            out.append(text[pos : r.start])
+            out.append(r.term)
+            pos = r.start + len(r.original)
+        out.append(text[pos:])
+        return "".join(out), found
+
+    # --- Chinese: pinyin syllables --------------------------------------------------------------------------
+    def _chinese(self, text: str, term: str) -> list[Replacement]:
+        n = len(term)
+        if n < 2:
+            return []
+        want = [_fuzzy(s) for s in _pinyin(term)]
+        have = [_fuzzy(s) for s in _pinyin(text)]
+        found: list[Replacement] = []
+        i = 0
+        while i + n <= len(text):
+            window = text[i : i + n]
+            if window == term or not all(_CJK.match(c) or c == t for c, t in zip(window, term, strict=True)):
+                i += 1
+                continue
+            sims = [1.0 if a == b else _ratio(a, b) for a, b in zip(have[i : i + n], want, strict=True)]
+            misses = sum(1 for s in sims if s < 1.0)
+            allowed = 0 if n < 4 else 1
+            score = sum(sims) / n
+            if misses <= allowed and min(sims) >= 0.5 and score >= self.threshold:
+                found.append(Replacement(window, term, i, score))
+                i += n
+                continue
+            i += 1
+        return found
+
+    # --- English: spelling + metaphone ----------------------------------------------------------------------
+    def _english(self, text: str, term: str) -> list[Replacement]:
+        key = _letters(term)
+        if len(key) < 4:
+            return []
+        # words; a possessive 's is not part of the word (Quilter's -> compare "Quilter", keep the 's)
+        words = [
+            (m.start(), m.group(1)) for m in re.finditer(r"([A-Za-z0-9][A-Za-z0-9\-]*?)(?:'s)?(?![A-Za-z0-9'])", text)
+        ]
+        n = max(1, len(term.split()))
+        sound = _metaphone(key)
+        found: list[Replacement] = []
+        i = 0
+        while i < len(words):
+            best: tuple[float, int] | None = None
+            for size in sorted({max(1, n - 1), n, n + 1, n + 2}):
+                score = (
+                    self._english_score(text, words[i : i + size], key, sound, term) if i + size <= len(words) else 0
+                )
+                # the window must not hold a word that is no part of the term: dropping an edge word must cost
+                shorter = [words[i + 1 : i + size], words[i : i + size - 1]] if size > 1 else []
+                edges_belong = all(self._english_score(text, w, key, sound, term, True) < score for w in shorter)
+                if score and edges_belong and (best is None or score > best[0]):
+                    best = (score, size)
+            if best is not None:
+                chunk = words[i : i + best[1]]
+                start, end = chunk[0][0], chunk[-1][0] + len(chunk[-1][1])
+                found.append(Replacement(text[start:end], term, start, best[0]))
+                i += best[1]
+                continue
+            i += 1
+        return found
+
+    def _english_score(
+        self, text: str, chunk: list[tuple[int, str]], key: str, sound: str, term: str, exact_ok: bool = False
+    ) -> float:
+        """Similarity of a window of words to the term (0 = not a candidate)."""
+        if not chunk:
+            return 0.0
+        span = text[chunk[0][0] : chunk[-1][0] + len(chunk[-1][1])]
+        letters = _letters(span)
+        if span == term or (letters == key and not (span.islower() and not term.islower())):
+            # already right; a case difference counts only to give a proper noun its capitals
+            return 1.0 if exact_ok else 0.0
+        if letters == key + "s":
+            return 0.0  # the term's plural or possessive
+        if len(letters) < 4 or all(w.lower() in _FUNCTION_WORDS for _, w in chunk):
+            return 0.0
+        if abs(len(letters) - len(key)) > max(1, len(key) // 6):
+            return 0.0
+        spelled = _ratio(letters, key)
+        phonetic = _ratio(_metaphone(letters), sound)
+        ok = (phonetic == 1.0 and spelled >= 0.6) or (phonetic >= 0.75 and spelled >= 0.8)
+        score = 0.5 * spelled + 0.5 * phonetic
+        return score if ok and score >= self.threshold else 0.0
+
+
+def load_terms(inline: Sequence[str], path: str | None) -> tuple[str, ...]:
+    """The box's list: `text.hotwords` plus one term a line from `text.hotwords_file` (# starts a comment)."""
+    terms = [t.strip() for t in inline if t.strip()]
+    if path:
+        from pathlib import Path
+
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                terms.append(line)
+    seen: dict[str, None] = dict.fromkeys(terms)
+    return tuple(seen)

@@ -1,0 +1,122 @@
+"""Hotwords: the correction layer (pinyin / phonetic near-misses), its guards, and the text pipeline around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from daemon.asr.engine import Segment, Transcript
+from daemon.errors import ConfigError
+from daemon.settings import TextSettings, load_settings
+from daemon.text.hotwords import HotwordCorrector, load_terms
+from daemon.text.pipeline import TextPipeline, fullwidth_punctuation
+
+TERMS = ["钉钉", "通义千问", "Kubernetes", "ChatGPT"]
+
+
+@pytest.fixture(scope="module")
+def fix() -> HotwordCorrector:
+    return HotwordCorrector(0.8)
+
+
+@pytest.mark.parametrize(
+    ("heard", "want"),
+    [
+        ("我们用丁丁开会", "我们用钉钉开会"),  # homophone
+        ("问一下通一千问吧", "问一下通义千问吧"),  # one syllable off in four
+        ("我们公司的同意千问模型", "我们公司的通义千问模型"),  # tone and character differ, sound the same
+        ("we asked chat gpt about it", "we asked ChatGPT about it"),  # split into two words
+        ("deploy it on cubernetes today", "deploy it on Kubernetes today"),
+    ],
+)
+def test_near_misses_become_the_term(fix: HotwordCorrector, heard: str, want: str) -> None:
+    text, reps = fix.correct(heard, TERMS)
+    assert text == want
+    assert reps and all(r.term in TERMS for r in reps)
+    assert heard[reps[0].start : reps[0].start + len(reps[0].original)] == reps[0].original
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "今天天气不错，我们去公园散步",
+        "通知大家明天开会",  # shares a syllable with 通义千问, not enough
+        "the cat sat on the mat and nobody cared",
+        "we used the chat feature",
+        "钉钉和通义千问都在",  # already right: untouched, nothing reported
+        "Kubernetes and ChatGPT",
+    ],
+)
+def test_no_false_replacements(fix: HotwordCorrector, text: str) -> None:
+    assert fix.correct(text, TERMS) == (text, [])
+
+
+def test_single_characters_and_tiny_words_are_never_terms(fix: HotwordCorrector) -> None:
+    assert fix.correct("他是一个人", ["仁"]) == ("他是一个人", [])
+    assert fix.correct("go to bed", ["Go"]) == ("go to bed", [])
+
+
+def test_pipeline_keeps_raw_and_lists_replacements(tmp_path: Path) -> None:
+    pipe = TextPipeline(TextSettings(), tmp_path)
+    t = Transcript(
+        text="我们用丁丁开会 二零二五年三月五号见",
+        language="zh",
+        language_prob=1.0,
+        segments=(Segment(0.0, 2.0, "我们用丁丁开会 二零二五年三月五号见"),),
+    )
+    out = pipe.apply(t, ["钉钉"])
+    assert out.text == "我们用钉钉开会，2025年3月5日见"
+    assert out.meta["hotwords"] == [{"from": "丁丁", "to": "钉钉", "start": 3, "score": 1.0}]
+    assert t.text == "我们用丁丁开会 二零二五年三月五号见"  # the engine's transcript is not changed
+
+
+def test_layers_switch_off(tmp_path: Path) -> None:
+    off = TextPipeline(TextSettings(hotword_correction=False, hotword_biasing=False, itn=False), tmp_path)
+    assert off.text("我们用丁丁开会", "zh", ["钉钉"]) == "我们用丁丁开会"
+    assert off.engine_hotwords(["钉钉"]) == ()
+    on = TextPipeline(TextSettings(), tmp_path)
+    assert on.engine_hotwords(["钉钉"]) == ("钉钉",)
+
+
+def test_traditional_script_after_itn(tmp_path: Path) -> None:
+    pipe = TextPipeline(TextSettings(chinese_script="traditional"), tmp_path)
+    # the grammar reads simplified numerals: 兩 and 萬 in the engine's output still convert
+    assert pipe.text("會議有兩萬三千人", "zh") == "會議有23000人"
+
+
+def test_fullwidth_punctuation() -> None:
+    assert fullwidth_punctuation("你好, 今天天气不错. 对吗?") == "你好，今天天气不错。对吗？"
+    assert fullwidth_punctuation("我有 3.5 公斤") == "我有 3.5 公斤"  # a decimal point stays
+    assert fullwidth_punctuation("用 Python, 很好") == "用 Python, 很好"  # after English: unchanged
+    assert fullwidth_punctuation("周末要不要去露营 最近天气超舒服") == "周末要不要去露营，最近天气超舒服"
+
+
+def test_terms_from_config_and_file(tmp_path: Path) -> None:
+    f = tmp_path / "terms.txt"
+    f.write_text("钉钉\n# a comment\n通义千问  # inline comment\n\n钉钉\n", encoding="utf-8")
+    assert load_terms(["asrbox"], str(f)) == ("asrbox", "钉钉", "通义千问")
+    cfg = tmp_path / "asrbox.toml"
+    cfg.write_text(f'[text]\nhotwords = ["Kubernetes"]\nhotwords_file = "{f}"\n', encoding="utf-8")
+    assert load_settings(cfg, {}).text.terms() == ("Kubernetes", "钉钉", "通义千问")
+    cfg.write_text(f'[text]\nhotwords_file = "{tmp_path / "missing.txt"}"\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="hotwords_file"):
+        load_settings(cfg, {})
+
+
+@pytest.mark.parametrize(
+    ("text", "term"),
+    [
+        ("Nor is Mr. Quilter's manner", "Quilter"),  # a possessive is the term already
+        ("Nor is Mr. Quilters manner", "Quilter"),  # and so is a plural
+        ("4, Queen of Clubs", "Queen of Clubs"),  # a neighbouring word is never swallowed
+        ("speak to the voice assistants at home", "voice assistants"),
+        ("the Hardy Pioneer came", "hardy pioneer"),  # case alone never changes towards lower case
+    ],
+)
+def test_words_around_a_correct_term_are_kept(fix: HotwordCorrector, text: str, term: str) -> None:
+    assert fix.correct(text, [term]) == (text, [])
+
+
+def test_a_proper_noun_gets_its_capitals(fix: HotwordCorrector) -> None:
+    assert fix.correct("deploy on kubernetes", ["Kubernetes"])[0] == "deploy on Kubernetes"
