@@ -80,8 +80,11 @@ def hotwords(manifest: Path) -> str:
                 if (r["id"], term) in wanted:
                     total += in_ref
                     found += min(in_ref, in_hyp)
+                    if in_hyp < in_ref:
+                        print(f"bench:   {name}: missed {term!r} in {r['id']}: {hyp[:80]!r}", file=sys.stderr)
                 if in_hyp > in_ref:  # a term where the speaker did not say it
                     false += (in_hyp - in_ref) * len(normalize(term, r["lang"]))
+                    print(f"bench:   {name}: false {term!r} in {r['id']}: {hyp[:80]!r}", file=sys.stderr)
         print(f"bench: hotwords {name}: {found}/{total}, false {false}/{tokens}, {dt:.1f} s", file=sys.stderr)
         lines.append(f"| {name} | {found / total:.1%} | {found} / {total} | {false} | {false / tokens:.2%} | {dt:.1f} |")
     engine.close()

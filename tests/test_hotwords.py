@@ -12,7 +12,7 @@ from daemon.settings import TextSettings, load_settings
 from daemon.text.hotwords import HotwordCorrector, load_terms
 from daemon.text.pipeline import TextPipeline, fullwidth_punctuation
 
-TERMS = ["钉钉", "通义千问", "Kubernetes", "ChatGPT"]
+TERMS = ["钉钉", "通义千问", "Kubernetes", "ChatGPT", "慢动作", "数据库"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def fix() -> HotwordCorrector:
         ("我们用丁丁开会", "我们用钉钉开会"),  # homophone
         ("问一下通一千问吧", "问一下通义千问吧"),  # one syllable off in four
         ("我们公司的同意千问模型", "我们公司的通义千问模型"),  # tone and character differ, sound the same
+        ("接一个慢动度", "接一个慢动作"),  # two of three characters right, the third partly alike
         ("we asked chat gpt about it", "we asked ChatGPT about it"),  # split into two words
         ("deploy it on cubernetes today", "deploy it on Kubernetes today"),
     ],
@@ -42,6 +43,7 @@ def test_near_misses_become_the_term(fix: HotwordCorrector, heard: str, want: st
     [
         "今天天气不错，我们去公园散步",
         "通知大家明天开会",  # shares a syllable with 通义千问, not enough
+        "我们的数据集很大",  # 数据集 is not 数据库: two characters alike, the third sounds different
         "the cat sat on the mat and nobody cared",
         "we used the chat feature",
         "钉钉和通义千问都在",  # already right: untouched, nothing reported

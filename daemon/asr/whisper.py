@@ -147,7 +147,7 @@ class WhisperEngine:
         terms = [t for t in hotwords if bool(_CJK_CHAR.search(t)) == cjk]
         prompt: list[int] = []
         if terms:
-            text = "，".join(terms) if cjk else " " + ", ".join(terms)
+            text = "、".join(terms) + "。" if cjk else " " + ", ".join(terms) + "."
             words = tok.encode(text)[: self._model.max_length // 2 - 1]
             prompt = [tok.sot_prev, *words]
         return [*prompt, *tok.sot_sequence]
