@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import signal
 import statistics
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +25,7 @@ from daemon.asr.engine import DecodeOptions, Engine, Transcript, load_engine
 from daemon.audio.decode import Audio
 from daemon.audio.source import AudioSource
 from daemon.audio.vad import SileroVad
+from daemon.integrations.hub import Integrations
 from daemon.live.capture import Capture
 from daemon.live.listener import Job, Listener
 from daemon.live.partials import PartialTracker
@@ -31,7 +34,7 @@ from daemon.live.publisher import OutboxPublisher
 from daemon.live.worker import AsrWorker, FinalDone
 from daemon.mqtt import payloads
 from daemon.mqtt.client import Command, MqttClient
-from daemon.mqtt.commands import CommandError, HotwordsCmd, StartCmd, parse
+from daemon.mqtt.commands import CommandError, HotwordsCmd, ListeningCmd, PronounceCmd, StartCmd, parse
 from daemon.mqtt.topics import Topics
 from daemon.sdnotify import Notifier
 from daemon.settings import Settings
@@ -68,7 +71,8 @@ class App:
         self.box_hotwords = settings.text.terms()
         self.listening = threading.Event()
         self.source_ok = True
-        self.commands: queue.Queue[Command] = queue.Queue(maxsize=COMMAND_QUEUE)
+        # MQTT commands and actions handed over by integrations, all run on the main thread
+        self.commands: queue.Queue[Command | Callable[[], None]] = queue.Queue(maxsize=COMMAND_QUEUE)
         self.commands_dropped = 0
         self._partials: dict[int, tuple[str, PartialTracker]] = {}  # utterance start sample -> (id, tracker)
         self._lock = threading.Lock()
@@ -113,6 +117,7 @@ class App:
             self.stop_event,
         )
         self.publisher = OutboxPublisher(self.store, self.client, self.topics.final, self.stop_event)
+        self.integrations = Integrations(s, self.topics, self.client, self.store, self)
         self.retention = Retention(self.store, s.store)
 
     def _decode_options(self) -> DecodeOptions:
@@ -143,6 +148,7 @@ class App:
     # ------------------------------------------------------------------ running
     def run(self) -> int:
         self.build()
+        self.integrations.start()  # registers its subscriptions before the first connect
         self.client.start()
         pending = self.store.pending_live()
         if pending:
@@ -162,10 +168,15 @@ class App:
         next_retention = 0.0
         while not self.stop_event.is_set():
             try:
-                cmd = self.commands.get(timeout=0.5)
-                self._handle_command(cmd)
+                item = self.commands.get(timeout=0.5)
+                if isinstance(item, Command):
+                    self._handle_command(item)
+                else:
+                    item()
             except queue.Empty:
                 pass
+            except Exception:  # an integration's action must not stop the daemon
+                log.exception("action failed")
             if self.stop_event.is_set():
                 break
             self._supervise()
@@ -200,6 +211,7 @@ class App:
             self.stop_session()
         self.publisher.drain(DRAIN_OUTBOX_S)
         self._set_state("idle", "stopped")
+        self.integrations.stop()
         self.client.stop()
         self.engine.close()
         self.store.close()
@@ -277,6 +289,7 @@ class App:
                 return
             self.state, self.reason, self.since = state, reason, utc_now()
         self._publish_state()
+        self.integrations.on_state(state)
 
     def _publish_state(self) -> None:
         self._state_backlog = self.worker.backlog
@@ -337,6 +350,7 @@ class App:
     def failure(self, code: str, message: str) -> None:
         log.error("%s: %s", code, message)
         self.client.publish(self.topics.error, json.dumps(payloads.error(code, message)), qos=1)
+        self.integrations.on_failure(code, message)
 
     # ------------------------------------------------------------------ worker events (ASR thread)
     def _on_partial(self, job: Job, text: str) -> None:
@@ -355,6 +369,9 @@ class App:
             self._languages.append(done.transcript.language)
         log.debug("final %d: %s", done.seq, done.transcript.text)
         self.publisher.notify()
+        t = done.transcript
+        likelihood = math.exp(min(0.0, t.avg_logprob))
+        self.integrations.on_final(t.text, t.language, done.record.duration_s or 0.0, done.record.id, likelihood)
 
     # ------------------------------------------------------------------ source events (capture thread)
     def _on_source(self, ok: bool, reason: str | None) -> None:
@@ -368,6 +385,32 @@ class App:
     # ------------------------------------------------------------------ MQTT (paho's thread -> main thread)
     def _on_connect(self) -> None:
         self._publish_state()
+        self.integrations.on_connect()
+
+    # ------------------------------------------------------------------ Controls (for integrations)
+    def submit(self, action: Callable[[], None]) -> None:
+        """Run `action` on the main thread (from paho's, the ASR or the GPIO thread)."""
+        try:
+            self.commands.put_nowait(action)
+        except queue.Full:
+            self.commands_dropped += 1
+            log.warning("command queue full: an integration's action was dropped")
+
+    def start_listening(self) -> None:
+        self.start_session(None, None)
+
+    def stop_listening(self) -> None:
+        self.stop_session()
+
+    def toggle_listening(self) -> None:
+        if self.listening.is_set():
+            self.stop_session()
+        else:
+            self.start_session(None, None)
+
+    def new_session(self) -> None:
+        self.stop_session()
+        self.start_session(None, None)
 
     def _on_command(self, cmd: Command) -> None:
         if cmd.retained:
@@ -401,6 +444,16 @@ class App:
                 words = [w for w in words if w not in {x.strip() for x in parsed.remove or []}]
                 self.hotwords = tuple(words)
                 result["hotwords"] = words
+            elif isinstance(parsed, ListeningCmd):
+                if parsed.on:
+                    result["session_id"] = self.start_session(None, None)
+                else:
+                    result["session_id"] = self.stop_session().get("id")
+            elif isinstance(parsed, PronounceCmd):
+                try:
+                    result |= self.integrations.set_target(parsed.target, parsed.learner, parsed.language)
+                except ValueError as exc:
+                    raise CommandError(str(exc), request_id) from None
             elif cmd.name == "ping":
                 result |= payloads.ping(self.state, time.monotonic() - self.started_mono)
             self.client.reply(cmd, {"ok": True, "error": None, "request_id": request_id, **result})

@@ -106,6 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--format", "-f", default="txt", choices=("txt", "srt", "vtt", "csv", "json"))
     x.add_argument("--output", "-o", default="-", metavar="FILE")
 
+    pr = sub.add_parser("pronounce", help="pronunciation practice: score a recording, export attempts")
+    ps = pr.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    psc = ps.add_parser("score", help="score a recording against a target sentence (JSON)")
+    psc.add_argument("--target", required=True, help="the sentence the learner was to say")
+    psc.add_argument("--learner", help="who spoke (kept with the attempt)")
+    psc.add_argument("--language", "-l", help="language code (default: detected)")
+    psc.add_argument("--no-store", action="store_true", help="do not keep the attempt")
+    psc.add_argument("file", metavar="FILE")
+    pe = ps.add_parser("export", help="stored attempts as CSV or JSON")
+    pe.add_argument("--learner")
+    pe.add_argument("--session", metavar="ID")
+    pe.add_argument("--format", "-f", default="csv", choices=("csv", "json"))
+    pe.add_argument("--output", "-o", default="-", metavar="FILE")
+
     c = sub.add_parser("config", help="check or show the configuration")
     cs = c.add_subparsers(dest="action", required=True, parser_class=_Parser)
     cs.add_parser("check", help="validate; exit 78 with the bad key if wrong")
@@ -403,6 +417,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pronounce(args: argparse.Namespace) -> int:
+    from daemon.pronounce import commands
+
+    settings = _settings(args)
+    return commands.score_file(args, settings) if args.action == "score" else commands.export(args, settings)
+
+
 def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -416,6 +437,7 @@ COMMANDS = {
     "history": cmd_history,
     "config": cmd_config,
     "models": cmd_models,
+    "pronounce": cmd_pronounce,
 }
 
 

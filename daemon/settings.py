@@ -183,6 +183,39 @@ class SessionSettings(Section):
     listen_on_start: bool = True
 
 
+class HomeAssistantSettings(Section):
+    enabled: bool = False
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field("", max_length=100, description="device name in Home Assistant; default 'asrbox <id>'")
+
+
+class HermesSettings(Section):
+    enabled: bool = False
+    site_id: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
+class PronunciationSettings(Section):
+    enabled: bool = False
+
+
+class GpioSettings(Section):
+    enabled: bool = False
+    chip: str = "/dev/gpiochip0"
+    button_line: int | None = Field(None, ge=0, description="offset of the button's line on the chip")
+    led_line: int | None = Field(None, ge=0, description="offset of the LED's line on the chip")
+    button_active_low: bool = True  # a button to ground with the internal pull-up
+    debounce_ms: int = Field(30, ge=1, le=1000)
+    long_press_ms: int = Field(2000, ge=200, le=30000)
+    long_press: Literal["none", "new_session"] = "new_session"
+
+
+class CaptionsSettings(Section):
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    websocket_url: str = Field("", description="the broker's MQTT-over-WebSockets URL the page connects to")
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -202,6 +235,11 @@ class Settings(BaseSettings):
     audio: AudioSettings = Field(default_factory=AudioSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     session: SessionSettings = Field(default_factory=SessionSettings)
+    homeassistant: HomeAssistantSettings = Field(default_factory=HomeAssistantSettings)
+    hermes: HermesSettings = Field(default_factory=HermesSettings)
+    pronunciation: PronunciationSettings = Field(default_factory=PronunciationSettings)
+    gpio: GpioSettings = Field(default_factory=GpioSettings)
+    captions: CaptionsSettings = Field(default_factory=CaptionsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

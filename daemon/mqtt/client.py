@@ -83,10 +83,16 @@ class MqttClient:
                 )
             except (OSError, ssl.SSLError, ValueError) as exc:
                 raise ConfigError(f"config error: mqtt.tls_*: cannot load TLS files: {exc}") from None
+        self._routes: list[tuple[str, Callable[[str, bytes, bool], None]]] = []
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         self._client = client
+
+    def route(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
+        """Subscribe to a topic outside our tree (Home Assistant, Hermes) on every connect; `handler(topic,
+        payload, retained)` runs on paho's network thread, so it must only hand the message on."""
+        self._routes.append((topic_filter, handler))
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -152,6 +158,8 @@ class MqttClient:
         log.info("MQTT: connected")
         client.publish(self.topics.status, "online", qos=1, retain=True)
         client.subscribe(self.topics.commands, qos=1)
+        for topic_filter, _ in self._routes:
+            client.subscribe(topic_filter, qos=1)
         try:
             self._on_connect_cb()
         except Exception:
@@ -165,6 +173,12 @@ class MqttClient:
     def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
         name = self.topics.command_name(msg.topic)
         if name is None:
+            for topic_filter, handler in self._routes:
+                if self._mqtt.topic_matches_sub(topic_filter, msg.topic):
+                    try:
+                        handler(msg.topic, bytes(msg.payload), bool(msg.retain))
+                    except Exception:
+                        log.exception("MQTT: handler for %s failed", topic_filter)
             return
         props = getattr(msg, "properties", None)
         self._on_command(

@@ -46,7 +46,35 @@ class HotwordsCmd(_Cmd):
         return v
 
 
-MODELS: dict[str, type[_Cmd]] = {"start": StartCmd, "stop": StopCmd, "ping": PingCmd, "hotwords": HotwordsCmd}
+class ListeningCmd(_Cmd):
+    """Home Assistant's switch: `{"on": true}` starts listening (a session), `{"on": false}` stops it."""
+
+    on: bool
+
+
+class PronounceCmd(_Cmd):
+    """Set the sentence the next utterances are scored against; `{"target": null}` ends practice."""
+
+    target: str | None = Field(..., max_length=500)
+    learner: str | None = Field(None, max_length=100)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("target must not be empty (null ends practice)")
+        return v
+
+
+MODELS: dict[str, type[_Cmd]] = {
+    "start": StartCmd,
+    "stop": StopCmd,
+    "ping": PingCmd,
+    "hotwords": HotwordsCmd,
+    "listening": ListeningCmd,
+    "pronounce": PronounceCmd,
+}
 assert set(MODELS) == set(COMMANDS)
 
 

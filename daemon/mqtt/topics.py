@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COMMANDS = ("start", "stop", "hotwords", "ping")
+COMMANDS = ("start", "stop", "hotwords", "ping", "listening", "pronounce")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class Topics:
     @property
     def diagnostics(self) -> str:
         return f"{self.root}/diagnostics"
+
+    @property
+    def pronunciation(self) -> str:
+        return f"{self.root}/pronunciation"
 
     @property
     def commands(self) -> str:

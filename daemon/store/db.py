@@ -83,6 +83,23 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN meta TEXT;
     """,
+    # 5: pronunciation practice attempts (per learner and session)
+    """
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at TEXT NOT NULL,
+        record_id TEXT,
+        session_id TEXT,
+        learner TEXT,
+        language TEXT,
+        target TEXT NOT NULL,
+        heard TEXT NOT NULL,
+        score INTEGER NOT NULL,
+        items TEXT NOT NULL
+    );
+    CREATE INDEX attempts_learner ON attempts (learner, created_at);
+    CREATE INDEX attempts_session ON attempts (session_id, created_at);
+    """,
 )
 
 _CJK = re.compile(r"([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
@@ -391,6 +408,38 @@ class Store:
             (ended, json.dumps(summary, ensure_ascii=False), session_id),
         )
         return self.session(session_id) or {}
+
+    # ------------------------------------------------------------------ pronunciation attempts
+    def add_attempt(
+        self, result: dict[str, Any], learner: str | None, session_id: str | None, record_id: str | None
+    ) -> int:
+        cur = self._write(
+            "INSERT INTO attempts (created_at, record_id, session_id, learner, language, target, heard, score, items)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                utc_now(),
+                record_id,
+                session_id,
+                learner,
+                result["language"],
+                result["target"],
+                result["heard"],
+                result["score"],
+                json.dumps(result["items"], ensure_ascii=False),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def attempts(self, learner: str | None = None, session_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM attempts WHERE 1=1"
+        args: list[str] = []
+        if learner is not None:
+            sql, args = sql + " AND learner=?", [*args, learner]
+        if session_id is not None:
+            sql, args = sql + " AND session_id LIKE ?", [*args, session_id + "%"]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [{**dict(r), "items": json.loads(r["items"])} for r in rows]
 
     def session(self, session_id: str) -> dict[str, Any] | None:
         with self._lock:

@@ -1,0 +1,1 @@
+"""A physical push button (start/stop) and a status LED on GPIO lines, through libgpiod v2."""

@@ -1,0 +1,1 @@
+"""Pronunciation practice: compare what a learner said with a target sentence."""

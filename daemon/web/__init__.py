@@ -1,0 +1,1 @@
+"""The live caption page (static files) and the small HTTP server that serves it."""
