@@ -38,8 +38,8 @@ def _contains(text: str, term: str, lang: str) -> int:
 
 def hotwords(manifest: Path) -> str:
     import ctranslate2
-
     from bench import normalize
+
     from daemon.asr.engine import load_engine
     from daemon.audio.vad import SileroVad
     from daemon.batch.transcribe import BatchTranscriber
@@ -86,11 +86,15 @@ def hotwords(manifest: Path) -> str:
                     false += (in_hyp - in_ref) * len(normalize(term, r["lang"]))
                     print(f"bench:   {name}: false {term!r} in {r['id']}: {hyp[:80]!r}", file=sys.stderr)
         print(f"bench: hotwords {name}: {found}/{total}, false {false}/{tokens}, {dt:.1f} s", file=sys.stderr)
-        lines.append(f"| {name} | {found / total:.1%} | {found} / {total} | {false} | {false / tokens:.2%} | {dt:.1f} |")
+        lines.append(
+            f"| {name} | {found / total:.1%} | {found} / {total} | {false} | {false / tokens:.2%} | {dt:.1f} |"
+        )
     engine.close()
     return (
-        f"{len(terms)} terms in {len(wanted)} occurrences ({TERMS_FILE.relative_to(ROOT)}), scored on all "
-        f"{len(rows)} zh + en clips of the eval set with the whole list active on every clip.\n\n" + "\n".join(lines) + "\n"
+        f"{len(terms)} terms in {len(wanted)} clip/term pairs ({TERMS_FILE.relative_to(ROOT)}), scored on all "
+        f"{len(rows)} zh + en clips of the eval set with the whole list active on every clip.\n\n"
+        + "\n".join(lines)
+        + "\n"
     )
 
 

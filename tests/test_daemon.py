@@ -358,3 +358,70 @@ def test_session_hotwords_correct_live_finals(broker: Broker, env: dict[str, str
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         metas = [json.loads(m) for (m,) in con.execute("SELECT meta FROM records WHERE meta IS NOT NULL")]
     assert metas and metas[0]["hotwords"][0]["to"] == "中介协会"
+
+
+def test_home_assistant_hermes_and_pronunciation(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
+    """The integrations against the real daemon and broker: discovery (retained, again when Home Assistant
+    comes online), the listening switch, Hermes start/stop for our site only, and pronunciation scores."""
+    wav, row = eval_clip("zh_paddlespeech_zh")
+    rec = Recorder(broker.port, "#")
+    extra = {
+        "ASRBOX_SESSION__LISTEN_ON_START": "false",
+        "ASRBOX_HOMEASSISTANT__ENABLED": "true",
+        "ASRBOX_HERMES__ENABLED": "true",
+        "ASRBOX_HERMES__SITE_ID": "room",
+        "ASRBOX_PRONUNCIATION__ENABLED": "true",
+    }
+    proc = start_daemon(
+        daemon_env(env, broker, **extra), "--source", str(wav), "--loops", "60", "--language", "zh",
+        log=tmp_path / "d.log",
+    )  # fmt: skip
+    cmd = f"{ROOT_TOPIC}/cmd"
+    disc = f"homeassistant/device/asrbox_{DEVICE}/config"
+
+    def on(topic: str) -> list[Any]:
+        return [json.loads(p) if p[:1] in (b"{", b"[") else p.decode() for t, p, _ in rec.messages if t == topic]
+
+    def state() -> str:
+        states = on(f"{ROOT_TOPIC}/state")
+        return str(states[-1]["state"]) if states else ""
+
+    try:
+        assert rec.wait_for(lambda m: on(disc), 60), (tmp_path / "d.log").read_text()[-2000:]
+        assert on(disc)[0]["cmps"]["listening"]["command_topic"] == f"{cmd}/listening"
+        rec.publish("homeassistant/status", "online")
+        assert rec.wait_for(lambda m: len(on(disc)) >= 2, 10)
+        assert retained(broker.port, disc) is not None
+
+        # Hermes: another site is ignored; ours starts listening and stops after one utterance
+        rec.publish("hermes/asr/startListening", json.dumps({"siteId": "hall", "sessionId": "x"}))
+        time.sleep(1.0)
+        assert state() != "listening"
+        rec.publish("hermes/asr/startListening", json.dumps({"siteId": "room", "sessionId": "h1"}))
+        assert rec.wait_for(lambda m: on("hermes/asr/textCaptured"), 90), (tmp_path / "d.log").read_text()[-2000:]
+        captured = on("hermes/asr/textCaptured")[0]
+        assert captured["sessionId"] == "h1" and captured["siteId"] == "room" and captured["text"]
+        assert 0 < captured["likelihood"] <= 1 and captured["seconds"] > 1
+        assert rec.wait_for(lambda m: state() == "idle", 20)
+
+        # pronunciation: a target, then Home Assistant's switch turns listening on
+        rec.publish(f"{cmd}/pronounce", json.dumps({"target": row["text"], "learner": "amy"}))
+        assert rec.wait_for(lambda m: results(rec, "pronounce") and results(rec, "pronounce")[-1]["ok"], 10)
+        rec.publish(f"{cmd}/listening", json.dumps({"on": True}))
+        assert rec.wait_for(lambda m: on(f"{ROOT_TOPIC}/pronunciation"), 90)
+        scored = on(f"{ROOT_TOPIC}/pronunciation")[0]
+        assert scored["target"] == row["text"] and scored["score"] >= 80 and scored["learner"] == "amy"
+        assert scored["items"][0]["expected_pinyin"] and scored["session_id"]
+        rec.publish(f"{cmd}/listening", json.dumps({"on": False}))
+        assert rec.wait_for(lambda m: state() == "idle", 20)
+        rec.publish(f"{cmd}/pronounce", json.dumps({"target": ""}))
+        assert rec.wait_for(lambda m: results(rec, "pronounce")[-1]["ok"] is False, 10)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        rec.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "daemon", "pronounce", "export", "--learner", "amy", "-f", "json"],
+        env=env, capture_output=True, text=True, cwd=ROOT, check=True,
+    )  # fmt: skip
+    assert json.loads(out.stdout)[0]["score"] == scored["score"]

@@ -48,7 +48,9 @@ def test_the_issue_examples(itn: Itn) -> None:
 
 
 def test_real_sentences_without_numbers_are_untouched(itn: Itn) -> None:
-    numeral = re.compile(r"[零一二两三四五六七八九十百千万亿幺]|\b(one|two|three|four|five|six|seven|eight|nine|ten)\b", re.I)
+    numeral = re.compile(
+        r"[零一二两三四五六七八九十百千万亿幺]|\b(one|two|three|four|five|six|seven|eight|nine|ten)\b", re.I
+    )
     checked = 0
     for row in eval_rows():
         if row["lang"] in ("zh", "en") and not numeral.search(row["text"]):

@@ -86,7 +86,7 @@ class GpioControl(threading.Thread):
         self.controls = controls
         self.logic = ButtonLogic(s.debounce_ms, s.long_press_ms)
         self._state = "idle"
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.presses: list[str] = []
 
     def show(self, state: str) -> None:
@@ -94,7 +94,7 @@ class GpioControl(threading.Thread):
 
     def run(self) -> None:
         lit: bool | None = None
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 for pressed, t_ns in self.lines.events(0.05):
                     kind = self.logic.feed(pressed, t_ns)
@@ -107,7 +107,7 @@ class GpioControl(threading.Thread):
                     lit = want
             except OSError as exc:  # the chip went away: say so once a second, keep trying
                 log.error("gpio: %s", exc)
-                self._stop.wait(1.0)
+                self._halt.wait(1.0)
 
     def _act(self, kind: str) -> None:
         if kind == "short":
@@ -118,7 +118,7 @@ class GpioControl(threading.Thread):
             self.controls.submit(self.controls.new_session)
 
     def close(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(1.0)
         self.lines.set_led(False)
         self.lines.close()
