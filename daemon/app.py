@@ -24,7 +24,7 @@ from daemon import __version__
 from daemon.asr.engine import DecodeOptions, Engine, Transcript, load_engine
 from daemon.audio.decode import Audio
 from daemon.audio.source import AudioSource
-from daemon.audio.vad import SileroVad
+from daemon.audio.vad import load_vad
 from daemon.integrations.hub import Integrations
 from daemon.live.capture import Capture
 from daemon.live.listener import Job, Listener
@@ -96,7 +96,7 @@ class App:
         self.capture = Capture(self.source, self.blocks, self._on_source, self.stop_event)
         self.listener = Listener(
             self.blocks,
-            SileroVad(),
+            load_vad(s.vad.engine),
             s.vad,
             self.store,
             self.source.wall_time,

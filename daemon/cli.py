@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
             raise AsrboxError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
 
     from daemon.asr.engine import load_engine
-    from daemon.audio.vad import SileroVad
+    from daemon.audio.vad import load_vad
     from daemon.store.db import Store
     from daemon.text.pipeline import TextPipeline
 
@@ -181,7 +182,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     lang = None if settings.asr.language == "auto" else settings.asr.language
     runner = BatchTranscriber(
         engine,
-        SileroVad,
+        partial(load_vad, settings.vad.engine),
         settings.vad,
         TextPipeline(settings.text, settings.asr.cache_dir),
         store,

@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +61,9 @@ class AsrSettings(Section):
         True, description="live finals: encode only the utterance (+1 s) first; full 30 s window for Chinese/Japanese"
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores")
+    batch_seconds: float = Field(60.0, gt=0, le=3600, description="funasr/onnx: audio seconds per batch")
+    use_itn: bool = Field(True, description="SenseVoice: its own punctuation and ITN (withitn)")
+    punc_model: str = Field("", description="funasr: a CT-Punc folder, for models that write no punctuation")
     cache_dir: Path = Field(default_factory=_default_cache_dir)
 
     @field_validator("language")
@@ -108,11 +111,21 @@ class TextSettings(Section):
 
 
 class VadSettings(Section):
-    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    engine: Literal["silero", "fsmn"] = Field("silero", description="fsmn: FunASR's FSMN-VAD on onnxruntime")
+    threshold: float = Field(0.5, gt=0.0, lt=1.0, description="default 0.5 (silero), 0.7 (fsmn)")
     min_speech_ms: int = Field(250, ge=0, le=10_000)
     min_silence_ms: int = Field(600, ge=50, le=10_000, description="end-of-speech silence")
     pre_roll_ms: int = Field(300, ge=0, le=2_000)
     post_roll_ms: int = Field(200, ge=0, le=2_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_threshold(cls, data: Any) -> Any:
+        # FSMN's silence posterior sits near 0.5 on quiet room noise before it adapts: its own default is 0.7
+        if isinstance(data, dict) and data.get("engine") == "fsmn" and "threshold" not in data:
+            return {**data, "threshold": 0.7}
+        return data
+
     max_utterance_s: float = Field(25.0, ge=2.0, le=30.0)
 
 

@@ -88,9 +88,10 @@ def test_kill_9_mid_speech_then_restart_transcribes_everything_once(
     wav, _ = eval_clip("en_long_concat_hifitts6097")
     e = daemon_env(env, broker)
     store = Path(e["ASRBOX_STORE__PATH"])
-    # ASR slower than the audio (beam 10 on the full window, at 4x): utterances pile up as pending rows
+    # ASR slower than the audio (beam 10 on the full window, at 8x: an utterance every ~0.7 s against ~1.5 s of
+    # decoding on 2 cores; 4x was borderline and once never had two pending): utterances pile up as pending rows
     slow = {**e, "ASRBOX_ASR__LIVE_BEAM_SIZE": "10", "ASRBOX_ASR__LIVE_SHORT_WINDOW": "false"}
-    proc = start_daemon(slow, "--source", str(wav), "--speed", "4", log=tmp_path / "d1.log")
+    proc = start_daemon(slow, "--source", str(wav), "--speed", "8", log=tmp_path / "d1.log")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:

@@ -87,4 +87,8 @@ def load_engine(settings: AsrSettings) -> Engine:
         from daemon.asr.whisper import WhisperEngine
 
         return WhisperEngine(settings)
+    if settings.engine == "funasr":
+        from daemon.asr.funasr_engine import FunasrEngine
+
+        return FunasrEngine(settings)
     raise ConfigError(f"config error: asr.engine: {settings.engine!r} is not available in this build yet")

@@ -108,4 +108,8 @@ class SileroVad:
 def load_vad(kind: str = "silero") -> Vad:
     if kind == "silero":
         return SileroVad()
+    if kind == "fsmn":
+        from daemon.audio.fsmn_vad import FsmnVad
+
+        return FsmnVad()
     raise ModelError(f"unknown VAD {kind!r}")

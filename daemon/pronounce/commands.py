@@ -7,6 +7,7 @@ import io
 import json
 import sys
 from argparse import Namespace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,16 @@ from daemon.settings import Settings
 
 def score_file(args: Namespace, settings: Settings) -> int:
     from daemon.asr.engine import load_engine
-    from daemon.audio.vad import SileroVad
+    from daemon.audio.vad import load_vad
     from daemon.batch.transcribe import BatchTranscriber
     from daemon.store.db import Store
     from daemon.text.pipeline import TextPipeline
 
     path = Path(args.file)
     engine = load_engine(settings.asr)
-    runner = BatchTranscriber(
-        engine, SileroVad, settings.vad, TextPipeline(settings.text, settings.asr.cache_dir), None, 1,
-        language=args.language,
-    )  # fmt: skip
+    vad = partial(load_vad, settings.vad.engine)
+    text = TextPipeline(settings.text, settings.asr.cache_dir)
+    runner = BatchTranscriber(engine, vad, settings.vad, text, None, 1, language=args.language)
     outcome = next(iter(runner.run([path])))
     engine.close()
     if outcome.transcript is None:

