@@ -66,9 +66,10 @@ def build_sensevoice(dest: Path, size: str = "tiny", vocab: int = 600) -> Path:
 
     dest.mkdir(parents=True, exist_ok=True)
     model = io.BytesIO()
+    # plus 420 CJK code points: the model reads token 124 as a fallback, so the vocabulary must be larger
+    filler = ["".join(chr(0x4E00 + i * 7 + k) for k in range(7)) for i in range(60)]
     spm.SentencePieceTrainer.train(
-        # plus 420 CJK code points: the model reads token 124 as a fallback, so the vocabulary must be larger
-        sentence_iterator=iter([*_TEXT * 20, *("".join(chr(0x4E00 + i * 7 + k) for k in range(7)) for i in range(60))]), model_writer=model, vocab_size=vocab, model_type="unigram",
+        sentence_iterator=iter([*_TEXT * 20, *filler]), model_writer=model, vocab_size=vocab, model_type="unigram",
         user_defined_symbols=_SPECIAL, character_coverage=1.0, hard_vocab_limit=False,
     )  # fmt: skip
     bpe = "chn_jpn_yue_eng_ko_spectok.bpe.model"

@@ -100,7 +100,7 @@ def test_bad_model_folders(tmp_path: Path) -> None:
         FunasrEngine(AsrSettings(engine="funasr"))
     with pytest.raises(ConfigError, match="not a folder"):
         FunasrEngine(AsrSettings(engine="funasr", model=str(tmp_path / "missing")))
-    with pytest.raises(ConfigError, match="no config.yaml"):
+    with pytest.raises(ConfigError, match=r"no config\.yaml"):
         FunasrEngine(AsrSettings(engine="funasr", model=str(tmp_path)))
 
 
