@@ -158,14 +158,37 @@ def _save_random(dest: Path, config: dict[str, Any], vocab_size: int) -> None:
     torch.save(model.state_dict(), dest / "model.pt")
 
 
+def export_onnx(folder: Path, quantize: bool = True) -> Path:
+    """FunASR's own ONNX export of the folder's model (model.onnx), plus onnxruntime's dynamic int8
+    quantisation (model_quant.onnx), as FunASR publishes its ONNX folders."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        from funasr import AutoModel
+
+        AutoModel(model=str(folder), device="cpu", disable_update=True, log_level="ERROR").export(
+            type="onnx", quantize=False
+        )
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(folder / "model.onnx"), str(folder / "model_quant.onnx"), weight_type=QuantType.QInt8)
+    return folder
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("kind", choices=("sensevoice", "paraformer"))
     ap.add_argument("dest")
     ap.add_argument("--size", choices=("tiny", "real"), default="tiny")
+    ap.add_argument("--onnx", action="store_true", help="also export model.onnx and model_quant.onnx")
     a = ap.parse_args()
     build = build_sensevoice if a.kind == "sensevoice" else build_paraformer
-    print(build(Path(a.dest), a.size))
+    folder = build(Path(a.dest), a.size)
+    if a.onnx:
+        export_onnx(folder)
+    print(folder)
     return 0
 
 

@@ -127,3 +127,58 @@ def test_fsmn_vad_finds_the_utterances() -> None:
     assert len(got) == len(refs) == 14
     for u, r in zip(got, refs, strict=True):
         assert abs(u.start_s - r["start_s"]) < 0.6 and abs(u.end_s - r["end_s"]) < 0.8, (u.start_s, u.end_s, r)
+
+
+@pytest.fixture(scope="module")
+def onnx_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pytest.importorskip("onnxscript", reason="exporting needs onnx + onnxscript (the funasr extra)")
+    folder = funasr_models.build_sensevoice(tmp_path_factory.mktemp("onnx") / "SenseVoiceSmall-onnx")
+    return funasr_models.export_onnx(folder)
+
+
+def test_onnx_front_end_and_logits_match_funasr(onnx_folder: Path, clips: list[np.ndarray]) -> None:
+    """Our numpy/kaldi-native-fbank front end equals FunASR's WavFrontend, and the exported graph gives the
+    torch model's CTC logits on the same features."""
+    from funasr.models.sense_voice.export_meta import export_rebuild_model
+    from funasr.utils.load_utils import extract_fbank
+
+    from daemon.asr.onnx_engine import OnnxEngine
+
+    onnx = OnnxEngine(AsrSettings(engine="onnx", model=str(onnx_folder), compute_type="float32"))
+    assert onnx.info.model.endswith("model.onnx") and onnx.info.compute_type == "float32"
+    torch_eng = FunasrEngine(AsrSettings(engine="funasr", model=str(onnx_folder)))
+    frontend = torch_eng._model.kwargs["frontend"]
+    audio = clips[0]
+    ours = onnx.features(audio)
+    theirs, n = extract_fbank([torch.from_numpy(audio)], data_type="sound", frontend=frontend)
+    np.testing.assert_allclose(ours, theirs[0, : int(n[0])].numpy(), atol=1e-3)
+
+    model = export_rebuild_model(torch_eng._model.model, max_seq_len=512, device="cpu")
+    speech = torch.from_numpy(ours[None])
+    args = (speech, torch.tensor([ours.shape[0]], dtype=torch.int32), torch.tensor([3], dtype=torch.int32),
+            torch.tensor([15], dtype=torch.int32))  # fmt: skip
+    with torch.inference_mode():
+        ref_logits, _ = model(*args)
+    got, _ = onnx._session.run(None, {"speech": ours[None], "speech_lengths": np.array([ours.shape[0]], np.int32),
+                                      "language": np.array([3], np.int32), "textnorm": np.array([15], np.int32)})  # fmt: skip
+    np.testing.assert_allclose(got, ref_logits.numpy(), atol=2e-3)
+
+
+@pytest.mark.parametrize("compute_type", ["auto", "float32"])
+def test_onnx_engine_structure(compute_type: str, onnx_folder: Path, clips: list[np.ndarray]) -> None:
+    eng = load_engine(AsrSettings(engine="onnx", model=str(onnx_folder), compute_type=compute_type, batch_seconds=8))
+    # on CPU `auto` takes the int8 model when the folder has one
+    assert eng.info.compute_type == ("int8" if compute_type == "auto" else "float32")
+    assert eng.info.name == "onnx" and eng.info.device == "cpu"
+    out = eng.transcribe(clips, DecodeOptions(language="en"))
+    assert len(out) == len(clips)
+    for t, audio in zip(out, clips, strict=True):
+        assert t.language == "en" and "<|" not in t.text and t.text
+        assert 0 <= t.segments[0].start <= t.segments[0].end <= audio.size / 16000 + 1e-3
+
+
+def test_onnx_engine_refuses_what_it_cannot_run(folders: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="runs SenseVoice exports"):
+        load_engine(AsrSettings(engine="onnx", model=str(folders["paraformer"])))
+    with pytest.raises(ConfigError, match="no model.onnx"):
+        load_engine(AsrSettings(engine="onnx", model=str(folders["sensevoice"])))

@@ -91,4 +91,8 @@ def load_engine(settings: AsrSettings) -> Engine:
         from daemon.asr.funasr_engine import FunasrEngine
 
         return FunasrEngine(settings)
+    if settings.engine == "onnx":
+        from daemon.asr.onnx_engine import OnnxEngine
+
+        return OnnxEngine(settings)
     raise ConfigError(f"config error: asr.engine: {settings.engine!r} is not available in this build yet")

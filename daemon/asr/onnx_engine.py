@@ -1,0 +1,172 @@
+"""ONNX engine (onnxruntime, no torch): SenseVoice exported to ONNX, int8 on a Mini PC, CUDA where
+`onnxruntime-gpu` is installed instead of `onnxruntime` (the two share the module name).
+
+Folder: the model's provisioned folder with `model.onnx` (and/or `model_quant.onnx`, preferred on CPU when
+`compute_type` is `auto` or `int8`), `am.mvn`, `config.yaml` and the SentencePiece model (`*.bpe.model`).
+The front end is ours, written to match FunASR's WavFrontend: Kaldi fbank (80 mels, 25/10 ms, Hamming, no
+dither) on the int16 scale, low frame rate stacking (7 frames every 6, three copies of the first frame in
+front), CMVN from am.mvn. Decoding is CTC greedy; SenseVoice's tags go to metadata as in the torch engine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
+from daemon.asr.funasr_engine import LANGUAGE_TAGS, batches, model_kind, split_tags
+from daemon.audio.fsmn_vad import read_cmvn
+from daemon.errors import ConfigError, ModelError
+from daemon.settings import AsrSettings
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+LFR_M, LFR_N = 7, 6
+LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
+TEXTNORM_IDS = {"withitn": 14, "woitn": 15}
+QUERY_FRAMES = 4  # language, emotion, event, text-norm positions SenseVoice puts before the speech
+FRAME_S = 0.06  # one LFR frame
+
+
+def lfr(feats: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Stack 7 frames every 6 (FunASR's apply_lfr): (T, 80) -> (ceil(T / 6), 560)."""
+    t = feats.shape[0]
+    pad = (LFR_M - 1) // 2
+    padded = np.concatenate([np.repeat(feats[:1], pad, axis=0), feats])
+    n = -(-t // LFR_N)
+    out = np.empty((n, LFR_M * feats.shape[1]), dtype=np.float32)
+    for i in range(n):
+        window = padded[i * LFR_N : i * LFR_N + LFR_M]
+        if window.shape[0] < LFR_M:
+            window = np.concatenate([window, np.repeat(padded[-1:], LFR_M - window.shape[0], axis=0)])
+        out[i] = window.reshape(-1)
+    return out
+
+
+class OnnxEngine:
+    def __init__(self, settings: AsrSettings) -> None:
+        if not settings.model:
+            raise ConfigError("config error: asr.model: the onnx engine needs a local model folder")
+        folder = Path(settings.model)
+        if not folder.is_dir():
+            raise ConfigError(f"config error: asr.model: {folder} is not a folder")
+        self.kind = model_kind(folder)
+        if not self.kind.startswith("SenseVoice"):
+            raise ConfigError(f"config error: asr.engine = 'onnx' runs SenseVoice exports; {folder} is {self.kind}")
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        cuda = "CUDAExecutionProvider" in available if settings.device == "auto" else settings.device == "cuda"
+        if cuda and "CUDAExecutionProvider" not in available:
+            raise ConfigError("config error: asr.device = 'cuda' needs onnxruntime-gpu (CUDAExecutionProvider)")
+        quant = folder / "model_quant.onnx"
+        plain = folder / "model.onnx"
+        use_quant = quant.is_file() and (
+            not plain.is_file() or (not cuda and settings.compute_type in ("auto", "int8"))
+        )
+        path = quant if use_quant else plain
+        if not path.is_file():
+            raise ConfigError(f"config error: asr.model: {folder} has no model.onnx or model_quant.onnx")
+        opts = ort.SessionOptions()
+        if settings.threads:
+            opts.intra_op_num_threads = settings.threads
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {path}: {exc}") from None
+        self._shift, self._scale = read_cmvn(folder / "am.mvn")
+        self._sp = self._tokenizer(folder)
+        import kaldi_native_fbank as knf
+
+        fb = knf.FbankOptions()
+        fb.frame_opts.samp_freq = SAMPLE_RATE
+        fb.frame_opts.dither = 0.0
+        fb.frame_opts.window_type = "hamming"
+        fb.mel_opts.num_bins = 80
+        fb.energy_floor = 0.0
+        self._fbank_opts = fb
+        self._knf = knf
+        self.settings = settings
+        self._lock = threading.Lock()
+        device = "cuda" if cuda else "cpu"
+        self.info = EngineInfo("onnx", f"{self.kind}:{folder.name}/{path.name}", device,
+                               "int8" if use_quant else "float32")  # fmt: skip
+        log.info("ONNX %s loaded from %s (%s)", self.kind, path, ", ".join(self._session.get_providers()))
+
+    @staticmethod
+    def _tokenizer(folder: Path) -> Any:
+        import sentencepiece as spm
+
+        meta = folder / "configuration.json"
+        name = None
+        if meta.is_file():
+            name = json.loads(meta.read_text()).get("file_path_metas", {}).get("tokenizer_conf", {}).get("bpemodel")
+        candidates = [folder / name] if name else sorted(folder.glob("*.bpe.model"))
+        if not candidates or not candidates[0].is_file():
+            raise ConfigError(f"config error: asr.model: {folder} has no SentencePiece model (*.bpe.model)")
+        return spm.SentencePieceProcessor(model_file=str(candidates[0]))
+
+    def features(self, audio: Audio) -> npt.NDArray[np.float32]:
+        fbank = self._knf.OnlineFbank(self._fbank_opts)
+        fbank.accept_waveform(SAMPLE_RATE, (audio.astype(np.float32) * 32768.0).tolist())
+        fbank.input_finished()
+        n = fbank.num_frames_ready
+        if n == 0:
+            return np.zeros((0, LFR_M * 80), dtype=np.float32)
+        feats = np.stack([np.asarray(fbank.get_frame(i), dtype=np.float32) for i in range(n)])
+        return ((lfr(feats) + self._shift) * self._scale).astype(np.float32)
+
+    def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
+        out: list[Transcript | None] = [None] * len(audios)
+        with self._lock:
+            for group in batches([a.size / SAMPLE_RATE for a in audios], self.settings.batch_seconds):
+                for i, t in zip(group, self._run([audios[i] for i in group], options), strict=True):
+                    out[i] = t
+        return [t for t in out if t is not None]
+
+    def _run(self, batch: list[Audio], options: DecodeOptions) -> list[Transcript]:
+        feats = [self.features(a) for a in batch]
+        lengths = np.array([max(1, f.shape[0]) for f in feats], dtype=np.int32)
+        speech = np.zeros((len(batch), int(lengths.max()), LFR_M * 80), dtype=np.float32)
+        for i, f in enumerate(feats):
+            speech[i, : f.shape[0]] = f
+        lang = options.language or (self.settings.language if self.settings.language != "auto" else None)
+        lid = LANGUAGE_IDS.get(lang or "auto", 0)
+        textnorm = TEXTNORM_IDS["withitn" if self.settings.use_itn else "woitn"]
+        logits, out_lens = self._session.run(
+            ["ctc_logits", "encoder_out_lens"],
+            {
+                "speech": speech,
+                "speech_lengths": lengths,
+                "language": np.full(len(batch), lid, dtype=np.int32),
+                "textnorm": np.full(len(batch), textnorm, dtype=np.int32),
+            },
+        )
+        results = []
+        for i, audio in enumerate(batch):
+            ids = np.asarray(logits[i, : int(out_lens[i])]).argmax(axis=-1)
+            keep = np.concatenate([[True], ids[1:] != ids[:-1]]) & (ids != 0)  # CTC: collapse, drop blanks
+            frames = np.nonzero(keep)[0]
+            text, meta = split_tags(str(self._sp.decode([int(t) for t in ids[keep]])))
+            heard = meta.get("language") if meta.get("language") in LANGUAGE_TAGS - {"nospeech"} else None
+            dur = audio.size / SAMPLE_RATE
+            speech_frames = frames[frames >= QUERY_FRAMES] - QUERY_FRAMES
+            start = float(speech_frames[0]) * FRAME_S if speech_frames.size else 0.0
+            end = float(speech_frames[-1] + 1) * FRAME_S if speech_frames.size else dur
+            start, end = min(start, dur), min(max(end, start), dur)
+            segs = (Segment(round(start, 3), round(end, 3), text),) if text else ()
+            results.append(Transcript(text=text, language=lang or heard or "zh", language_prob=1.0, segments=segs,
+                                      meta=meta))  # fmt: skip
+        return results
+
+    def close(self) -> None:
+        self._session = None
