@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon import __version__
-from daemon.errors import AsrboxError, ConfigError
+from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.settings import Settings, load_settings, masked_dump
 
 log = logging.getLogger("daemon.cli")
@@ -329,9 +329,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from daemon.asr.models import embedded_model_dir, prepare_embedded_model, resolve_whisper_model
+    from daemon.asr.provisioned import problems, resolve, scan
 
     settings = _settings(args)
-    cache = settings.asr.cache_dir
+    asr = settings.asr
+    cache = asr.cache_dir
     if args.action == "prepare":
         path = prepare_embedded_model(cache)
         print(f"asrbox: embedded model ready in {path}", file=sys.stderr)
@@ -339,13 +341,31 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.action == "verify":
         path = prepare_embedded_model(cache, verify=True)
         print(f"asrbox: embedded model ok (sha256 verified) in {path}", file=sys.stderr)
-        if settings.asr.model:
-            info = resolve_whisper_model(settings.asr.model, cache)
+        if asr.model and asr.engine == "whisper":
+            info = resolve_whisper_model(asr.model, cache)
             print(f"asrbox: configured model folder ok: {info.path}", file=sys.stderr)
+        folders = [p.path for p in scan(asr.models_dir)]
+        configured = Path(resolve(asr.model, asr.models_dir)) if asr.model and asr.engine != "whisper" else None
+        if configured is not None and configured not in folders:
+            folders.append(configured)
+        bad = 0
+        for folder in folders:
+            found = problems(folder)
+            if found:
+                bad += 1
+                print(f"asrbox: {folder}: {'; '.join(found)}", file=sys.stderr)
+            else:
+                print(f"asrbox: {folder}: ok", file=sys.stderr)
+        if bad:
+            raise ModelError(f"{bad} provisioned model folder(s) failed verification")
         return 0
     embedded = embedded_model_dir(cache)
-    print(f"embedded  whisper-base  {embedded}  {'assembled' if embedded.is_dir() else 'not assembled yet'}")
-    print(f"configured  engine={settings.asr.engine}  model={settings.asr.model or '(embedded)'}")
+    print(f"embedded     whisper-base       {'assembled' if embedded.is_dir() else 'not assembled yet'}  {embedded}")
+    for p in scan(asr.models_dir):
+        source = (p.manifest or {}).get("source", "no manifest")
+        runtimes = ",".join(p.runtimes) or "no weights"
+        print(f"provisioned  {p.kind:18} {runtimes:22} {p.path}  ({source})")
+    print(f"configured   engine={asr.engine}  model={asr.model or '(embedded)'}  models_dir={asr.models_dir}")
     return 0
 
 

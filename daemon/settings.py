@@ -61,6 +61,10 @@ class AsrSettings(Section):
         True, description="live finals: encode only the utterance (+1 s) first; full 30 s window for Chinese/Japanese"
     )
     threads: int = Field(0, ge=0, le=256, description="CPU threads; 0 = all cores")
+    models_dir: Path = Field(
+        default_factory=lambda: _default_store_path() / "models",
+        description="provisioned FunASR/ONNX model folders (scripts/fetch-models); asr.model may name one",
+    )
     batch_seconds: float = Field(60.0, gt=0, le=3600, description="funasr/onnx: audio seconds per batch")
     use_itn: bool = Field(True, description="SenseVoice: its own punctuation and ITN (withitn)")
     punc_model: str = Field("", description="funasr: a CT-Punc folder, for models that write no punctuation")

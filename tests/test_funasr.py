@@ -184,3 +184,32 @@ def test_onnx_engine_refuses_what_it_cannot_run(folders: dict[str, Path], tmp_pa
         load_engine(AsrSettings(engine="onnx", model=str(folders["paraformer"])))
     with pytest.raises(ConfigError, match=r"no model\.onnx"):
         load_engine(AsrSettings(engine="onnx", model=str(folders["sensevoice"])))
+
+
+def test_fetch_models_manifest_list_verify_and_name_lookup(
+    folders: dict[str, Path], env: dict[str, str], tmp_path: Path
+) -> None:
+    import subprocess
+
+    dest = tmp_path / "models"
+    r = subprocess.run(
+        [str(ROOT / "scripts" / "fetch-models"), "--dest", str(dest), "--from-dir", str(folders["sensevoice"]), "sv"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((dest / "sv" / "asrbox-manifest.json").read_text())
+    assert {"model.pt", "config.yaml", "am.mvn"} <= set(manifest["files"])
+    e = {**env, "ASRBOX_ASR__MODELS_DIR": str(dest)}
+    listing = asrbox("models", "list", env=e)
+    assert "SenseVoiceSmall" in listing.stdout and "torch" in listing.stdout
+    assert asrbox("models", "verify", env=e).returncode == 0
+    # the configured model by name, from the models folder
+    eng = load_engine(AsrSettings(engine="funasr", model="sv", models_dir=dest))
+    assert eng.info.model == "SenseVoiceSmall:sv"
+    with (dest / "sv" / "model.pt").open("r+b") as f:  # one flipped byte, same size
+        f.seek(100)
+        b = f.read(1)
+        f.seek(100)
+        f.write(bytes([b[0] ^ 0xFF]))
+    bad = asrbox("models", "verify", env=e)
+    assert bad.returncode == 69 and "model.pt does not match its sha256" in bad.stderr

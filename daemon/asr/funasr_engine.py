@@ -89,7 +89,9 @@ class FunasrEngine:
     def __init__(self, settings: AsrSettings) -> None:
         if not settings.model:
             raise ConfigError("config error: asr.model: the funasr engine needs a local model folder")
-        folder = Path(settings.model)
+        from daemon.asr.provisioned import resolve
+
+        folder = Path(resolve(settings.model, settings.models_dir))
         if not folder.is_dir():
             raise ConfigError(f"config error: asr.model: {folder} is not a folder")
         self.kind = model_kind(folder)
