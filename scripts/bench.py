@@ -159,7 +159,17 @@ def main() -> int:
     ap.add_argument("--soak", type=float, metavar="HOURS", help="memory soak: this many hours through the live path")
     ap.add_argument("--hotwords", action="store_true", help="hotword recall with each layer (bench_text.py)")
     ap.add_argument("--itn", action="store_true", help="ITN case table and speed (bench_text.py)")
+    ap.add_argument("--engine", help="engine benchmark: funasr,onnx (random-weight real sizes vs Whisper base)")
+    ap.add_argument("--batch", default="1,8", help="with --engine: batch sizes")
     args = ap.parse_args()
+    if args.engine:
+        import bench_engines
+
+        md = bench_engines.bench(Path(args.manifest), args.engine.split(","), [int(b) for b in args.batch.split(",")])
+        print(md)
+        if args.write_doc:
+            write_doc(md, "engines")
+        return 0
     if args.hotwords or args.itn:
         import bench_text
 

@@ -145,7 +145,34 @@ def build_paraformer(dest: Path, size: str = "tiny") -> Path:
     return dest
 
 
-def _save_random(dest: Path, config: dict[str, Any], vocab_size: int) -> None:
+def build_ct_punc(dest: Path) -> Path:
+    """A tiny CT-Transformer punctuation model (FunASR's CT-Punc class), characters as tokens."""
+    dest.mkdir(parents=True, exist_ok=True)
+    chars = sorted(set("".join(_TEXT).replace(" ", "")))
+    words = sorted({w for s in _TEXT for w in s.split() if w.isascii()})
+    tokens = list(dict.fromkeys(["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]))
+    (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
+    punc = ["<unk>", "_", "，", "。", "？", "、"]
+    config = {
+        "model": "CTTransformer",
+        "model_conf": {"ignore_id": 0, "embed_unit": 32, "att_unit": 32, "dropout_rate": 0.1, "punc_list": punc,
+                       "punc_weight": [1.0] * len(punc), "sentence_end_id": 3},
+        "encoder": "SANMEncoder",
+        "encoder_conf": {
+            "input_size": 32, "output_size": 32, "attention_heads": 2, "linear_units": 64, "num_blocks": 1,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "attention_dropout_rate": 0.1, "input_layer": "pe",
+            "pos_enc_class": "SinusoidalPositionEncoder", "normalize_before": True, "kernel_size": 11,
+            "sanm_shfit": 0, "selfattention_layer_type": "sanm", "padding_idx": 0,
+        },
+        "tokenizer": "CharTokenizer",
+        "tokenizer_conf": {"unk_symbol": "<unk>"},
+    }  # fmt: skip
+    (dest / "config.yaml").write_text(_yaml(config), encoding="utf-8")
+    _save_random(dest, config, vocab_size=len(tokens), input_size=None)
+    return dest
+
+
+def _save_random(dest: Path, config: dict[str, Any], vocab_size: int, input_size: int | None = 560) -> None:
     """Instantiate the real model class from the config and save its (seeded random) weights as model.pt."""
     import funasr  # noqa: F401  (registers the classes)
     import torch
@@ -154,7 +181,8 @@ def _save_random(dest: Path, config: dict[str, Any], vocab_size: int) -> None:
     torch.manual_seed(0)
     cls = tables.model_classes.get(config["model"])
     kwargs = {**config.get("model_conf", {}), **{k: v for k, v in config.items() if k != "model_conf"}}
-    model = cls(**kwargs, vocab_size=vocab_size, input_size=560)
+    extra = {"input_size": input_size} if input_size else {}
+    model = cls(**kwargs, vocab_size=vocab_size, **extra)
     torch.save(model.state_dict(), dest / "model.pt")
 
 

@@ -213,3 +213,16 @@ def test_fetch_models_manifest_list_verify_and_name_lookup(
         f.write(bytes([b[0] ^ 0xFF]))
     bad = asrbox("models", "verify", env=e)
     assert bad.returncode == 69 and "model.pt does not match its sha256" in bad.stderr
+
+
+def test_ct_punc_for_models_without_punctuation(
+    folders: dict[str, Path], clips: list[np.ndarray], tmp_path: Path
+) -> None:
+    punc = funasr_models.build_ct_punc(tmp_path / "ct-punc")
+    eng = FunasrEngine(AsrSettings(engine="funasr", model=str(folders["paraformer"]), punc_model=str(punc)))
+    out = eng.transcribe(clips[:2], DecodeOptions(language="zh"))
+    assert all(t.meta.get("punctuation") == "ct-punc" and "<unk>" not in t.text and t.text for t in out)
+    with pytest.raises(ConfigError, match="not a CT-Punc"):
+        FunasrEngine(
+            AsrSettings(engine="funasr", model=str(folders["paraformer"]), punc_model=str(folders["sensevoice"]))
+        )

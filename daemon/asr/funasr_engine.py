@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _TAG = re.compile(r"<\|([^|]*)\|>")
+_PUNCT = re.compile(r"[，。？！、,.?!;；:：]")
 LANGUAGE_TAGS = {"zh", "en", "yue", "ja", "ko", "nospeech"}
 EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
 EVENTS = {"Speech", "BGM", "Applause", "Laughter", "Cry", "Sneeze", "Breath", "Cough", "Event_UNK"}
@@ -126,9 +127,31 @@ class FunasrEngine:
             )  # fmt: skip
         except (OSError, RuntimeError, KeyError, ValueError, AssertionError) as exc:
             raise ModelError(f"cannot load the FunASR model in {folder}: {exc}") from None
+        self._punc = self._load_punc(AutoModel, settings) if settings.punc_model else None
         self.info = EngineInfo("funasr", f"{self.kind}:{folder.name}", "cuda" if cuda else "cpu",
                                "float16" if self.fp16 else "float32")  # fmt: skip
         log.info("FunASR %s loaded from %s on %s (%s)", self.kind, folder, self.device, self.info.compute_type)
+
+    def _load_punc(self, auto_model: Any, settings: AsrSettings) -> Any:
+        """CT-Punc for models that write no punctuation (Paraformer); SenseVoice with ITN punctuates itself."""
+        from daemon.asr.provisioned import resolve
+
+        folder = Path(resolve(settings.punc_model, settings.models_dir))
+        if model_kind(folder) != "CTTransformer":
+            raise ConfigError(f"config error: asr.punc_model: {folder} is not a CT-Punc (CTTransformer) model")
+        try:
+            with contextlib.redirect_stdout(sys.stderr):
+                return auto_model(
+                    model=str(folder), device=self.device, disable_update=True, disable_pbar=True, log_level="ERROR"
+                )
+        except (OSError, RuntimeError, KeyError, ValueError, AssertionError) as exc:
+            raise ModelError(f"cannot load the punctuation model in {folder}: {exc}") from None
+
+    def _punctuate(self, text: str) -> str:
+        punc: Any = self._punc
+        with self._torch.inference_mode(), contextlib.redirect_stdout(sys.stderr):
+            out = punc.generate(input=text)
+        return str(out[0].get("text", text)).replace("<unk>", "") if out else text
 
     # ------------------------------------------------------------------ Engine
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
@@ -194,7 +217,17 @@ class FunasrEngine:
                 results = self._model.generate(input=list(batch), **{**kw, "output_timestamp": False})
         if len(results) != len(batch):
             raise ModelError(f"FunASR returned {len(results)} results for {len(batch)} chunks")
-        return [self._transcript(r, a, lang) for r, a in zip(results, batch, strict=True)]
+        out = [self._transcript(r, a, lang) for r, a in zip(results, batch, strict=True)]
+        if self._punc is not None:
+            out = [self._with_punctuation(t) for t in out]
+        return out
+
+    def _with_punctuation(self, t: Transcript) -> Transcript:
+        if not t.text or _PUNCT.search(t.text):
+            return t  # the model punctuated itself
+        text = self._punctuate(t.text)
+        segs = tuple(Segment(s.start, s.end, text) for s in t.segments[:1])
+        return Transcript(text, t.language, t.language_prob, segs, meta={**t.meta, "punctuation": "ct-punc"})
 
     def _transcript(self, r: dict[str, Any], audio: Audio, lang: str | None) -> Transcript:
         text, meta = split_tags(str(r.get("text", "")))
