@@ -174,3 +174,41 @@ def test_real_gpiod_path_on_gpio_sim(tmp_path: Path) -> None:
         (dev / "live").write_text("0")
         bank.rmdir()
         dev.rmdir()
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> bool:
+        self.sent.append((topic, json.loads(payload)))
+        return True
+
+    def route(self, topic_filter: str, handler: Any) -> None: ...
+
+
+class HubControls(FakeControls):
+    session_id = None
+
+    def start_listening(self) -> None: ...
+    def stop_listening(self) -> None: ...
+
+
+def test_hermes_errors_and_text_captured_stop_after_one(tmp_path: Path) -> None:
+    from daemon.integrations.hub import Integrations
+    from daemon.settings import load_settings
+    from daemon.store.db import Store
+
+    settings = load_settings(None, {"hermes": {"enabled": True, "site_id": "kitchen"}})
+    client, controls = FakeClient(), HubControls()
+    hub = Integrations(settings, Topics("asrbox", "box"), client, Store(tmp_path), controls)  # type: ignore[arg-type]
+    hub._hermes_request(hermes.HermesRequest("startListening", "s9", True))
+    hub.on_final("打开灯", "zh", 1.5, "rec1", 0.8)
+    hub.on_failure("source_failed", "microphone vanished")
+    topics = [t for t, _ in client.sent]
+    assert topics == ["hermes/asr/textCaptured", "hermes/error/asr"]
+    captured = client.sent[0][1]
+    assert (captured["text"], captured["sessionId"], captured["siteId"]) == ("打开灯", "s9", "kitchen")
+    assert client.sent[1][1] == {"error": "microphone vanished", "context": "source_failed", "siteId": "kitchen",
+                                 "sessionId": "s9"}  # fmt: skip
+    assert controls.actions == ["stop_listening"]  # stopOnSilence: one utterance, then stop
