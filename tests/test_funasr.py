@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, asrbox, eval_clip
 
+from daemon.asr.batching import batches
 from daemon.asr.engine import DecodeOptions, load_engine
-from daemon.asr.funasr_engine import FunasrEngine, batches, split_tags
+from daemon.asr.funasr_engine import FunasrEngine, split_tags
 from daemon.audio.decode import decode_file
 from daemon.errors import ConfigError
 from daemon.settings import AsrSettings, VadSettings

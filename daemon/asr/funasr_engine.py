@@ -24,7 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from daemon.asr.batching import in_batches
 from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
+from daemon.asr.provisioned import model_folder, model_kind, resolve
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
 
@@ -58,43 +60,9 @@ def split_tags(text: str) -> tuple[str, dict[str, Any]]:
     return _TAG.sub("", text).strip(), meta
 
 
-def model_kind(folder: Path) -> str:
-    """The `model:` class named in the folder's config.yaml (SenseVoiceSmall, Paraformer, ...)."""
-    cfg = folder / "config.yaml"
-    if not cfg.is_file():
-        raise ConfigError(f"config error: asr.model: {folder} has no config.yaml (not a FunASR model folder)")
-    for line in cfg.read_text(encoding="utf-8", errors="replace").splitlines():
-        m = re.match(r"^model:\s*['\"]?([A-Za-z0-9_]+)", line)
-        if m:
-            return m.group(1)
-    raise ConfigError(f"config error: asr.model: {cfg} names no model class")
-
-
-def batches(durations: Sequence[float], max_seconds: float) -> list[list[int]]:
-    """Indices grouped so each group's total audio stays under `max_seconds` (a longer chunk goes alone),
-    longest first."""
-    order = sorted(range(len(durations)), key=lambda i: -durations[i])
-    out: list[list[int]] = []
-    total = 0.0
-    for i in order:
-        if out and total + durations[i] <= max_seconds:
-            out[-1].append(i)
-            total += durations[i]
-        else:
-            out.append([i])
-            total = durations[i]
-    return out
-
-
 class FunasrEngine:
     def __init__(self, settings: AsrSettings) -> None:
-        if not settings.model:
-            raise ConfigError("config error: asr.model: the funasr engine needs a local model folder")
-        from daemon.asr.provisioned import resolve
-
-        folder = Path(resolve(settings.model, settings.models_dir))
-        if not folder.is_dir():
-            raise ConfigError(f"config error: asr.model: {folder} is not a folder")
+        folder = model_folder(settings, "funasr")
         self.kind = model_kind(folder)
         try:
             # funasr prints notices on stdout; stdout may be a transcript (`transcribe -o -`)
@@ -134,8 +102,6 @@ class FunasrEngine:
 
     def _load_punc(self, auto_model: Any, settings: AsrSettings) -> Any:
         """CT-Punc for models that write no punctuation (Paraformer); SenseVoice with ITN punctuates itself."""
-        from daemon.asr.provisioned import resolve
-
         folder = Path(resolve(settings.punc_model, settings.models_dir))
         if model_kind(folder) != "CTTransformer":
             raise ConfigError(f"config error: asr.punc_model: {folder} is not a CT-Punc (CTTransformer) model")
@@ -155,12 +121,8 @@ class FunasrEngine:
 
     # ------------------------------------------------------------------ Engine
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
-        out: list[Transcript | None] = [None] * len(audios)
         with self._lock:
-            for group in batches([a.size / SAMPLE_RATE for a in audios], self.max_batch_s):
-                for i, t in zip(group, self._run([audios[i] for i in group], options), strict=True):
-                    out[i] = t
-        return [t for t in out if t is not None]
+            return in_batches(audios, self.max_batch_s, lambda batch: self._run(batch, options))
 
     def close(self) -> None:
         self._model = None

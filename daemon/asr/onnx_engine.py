@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from daemon.asr.batching import in_batches
 from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
-from daemon.asr.funasr_engine import LANGUAGE_TAGS, batches, model_kind, split_tags
+from daemon.asr.funasr_engine import LANGUAGE_TAGS, split_tags
+from daemon.asr.provisioned import model_folder, model_kind
 from daemon.audio.fsmn_vad import read_cmvn
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
@@ -53,13 +55,7 @@ def lfr(feats: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 class OnnxEngine:
     def __init__(self, settings: AsrSettings) -> None:
-        if not settings.model:
-            raise ConfigError("config error: asr.model: the onnx engine needs a local model folder")
-        from daemon.asr.provisioned import resolve
-
-        folder = Path(resolve(settings.model, settings.models_dir))
-        if not folder.is_dir():
-            raise ConfigError(f"config error: asr.model: {folder} is not a folder")
+        folder = model_folder(settings, "onnx")
         self.kind = model_kind(folder)
         if not self.kind.startswith("SenseVoice"):
             raise ConfigError(f"config error: asr.engine = 'onnx' runs SenseVoice exports; {folder} is {self.kind}")
@@ -128,12 +124,8 @@ class OnnxEngine:
         return ((lfr(feats) + self._shift) * self._scale).astype(np.float32)
 
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
-        out: list[Transcript | None] = [None] * len(audios)
         with self._lock:
-            for group in batches([a.size / SAMPLE_RATE for a in audios], self.settings.batch_seconds):
-                for i, t in zip(group, self._run([audios[i] for i in group], options), strict=True):
-                    out[i] = t
-        return [t for t in out if t is not None]
+            return in_batches(audios, self.settings.batch_seconds, lambda batch: self._run(batch, options))
 
     def _run(self, batch: list[Audio], options: DecodeOptions) -> list[Transcript]:
         feats = [self.features(a) for a in batch]

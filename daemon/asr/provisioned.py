@@ -8,13 +8,14 @@ source, and the size and sha256 of every file. `asrbox models list` shows the fo
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.asr.funasr_engine import model_kind
 from daemon.asr.models import sha256_file
 from daemon.errors import ConfigError
+from daemon.settings import AsrSettings
 
 MANIFEST = "asrbox-manifest.json"
 
@@ -91,6 +92,28 @@ def write_manifest(folder: Path, source: str, revision: str | None = None) -> di
     doc = {"name": folder.name, "source": source, "revision": revision, "files": files}
     (folder / MANIFEST).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return doc
+
+
+def model_kind(folder: Path) -> str:
+    """The `model:` class named in the folder's config.yaml (SenseVoiceSmall, Paraformer, ...)."""
+    cfg = folder / "config.yaml"
+    if not cfg.is_file():
+        raise ConfigError(f"config error: asr.model: {folder} has no config.yaml (not a FunASR model folder)")
+    for line in cfg.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = re.match(r"^model:\s*['\"]?([A-Za-z0-9_]+)", line)
+        if m:
+            return m.group(1)
+    raise ConfigError(f"config error: asr.model: {cfg} names no model class")
+
+
+def model_folder(settings: AsrSettings, engine: str) -> Path:
+    """The configured model's folder for a FunASR-family engine, or a one-line configuration error."""
+    if not settings.model:
+        raise ConfigError(f"config error: asr.model: the {engine} engine needs a local model folder")
+    folder = Path(resolve(settings.model, settings.models_dir))
+    if not folder.is_dir():
+        raise ConfigError(f"config error: asr.model: {folder} is not a folder")
+    return folder
 
 
 def resolve(model: str, models_dir: Path) -> str:
