@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -68,7 +67,9 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             audios[i : i + batch], DecodeOptions(language=None if spec["label"].startswith("whisper") else "zh")
         )
     dt = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's peak RSS (ru_maxrss would carry the parent's peak across fork + exec)
+    status = Path("/proc/self/status").read_text()
+    rss = int(status.split("VmHWM:")[1].split()[0]) / 1024
     info = eng.info
     return {"label": spec["label"], "batch": batch, "load_s": load_s, "time_s": dt, "audio_s": seconds,
             "rtf": dt / seconds, "rss_mb": rss, "device": info.device, "compute": info.compute_type}  # fmt: skip
