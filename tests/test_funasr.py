@@ -227,3 +227,24 @@ def test_ct_punc_for_models_without_punctuation(
         FunasrEngine(
             AsrSettings(engine="funasr", model=str(folders["paraformer"]), punc_model=str(folders["sensevoice"]))
         )
+
+
+def test_live_daemon_on_the_onnx_engine_with_fsmn_vad(onnx_folder: Path, env: dict[str, str], tmp_path: Path) -> None:
+    """The whole live path (source -> FSMN-VAD -> store -> onnx engine -> outbox -> MQTT) on the exported model."""
+    from conftest import Broker, Recorder
+    from test_daemon import ROOT_TOPIC, daemon_env, start_daemon
+
+    broker = Broker(tmp_path)
+    broker.start()
+    rec = Recorder(broker.port, f"{ROOT_TOPIC}/transcript/final")
+    wav, _ = eval_clip("en_jfk")
+    extra = {"ASRBOX_ASR__ENGINE": "onnx", "ASRBOX_ASR__MODEL": str(onnx_folder), "ASRBOX_VAD__ENGINE": "fsmn"}
+    proc = start_daemon(daemon_env(env, broker, **extra), "--source", str(wav), "--exit-at-end", log=tmp_path / "d.log")
+    try:
+        assert proc.wait(120) == 0, (tmp_path / "d.log").read_text()[-2000:]
+        finals = rec.payloads("final")
+        assert finals and all(f["engine"]["name"] == "onnx" and f["engine"]["compute_type"] == "int8" for f in finals)
+        assert [f["seq"] for f in finals] == list(range(1, len(finals) + 1))
+    finally:
+        rec.close()
+        broker.stop()
