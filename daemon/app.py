@@ -91,6 +91,7 @@ class App:
         self.notifier.status("loading the model")
         self.engine: Engine = load_engine(s.asr)
         self.text = TextPipeline(s.text, s.asr.cache_dir)
+        threading.Thread(target=self.text.warm, name="itn-warm", daemon=True).start()
         self.blocks: DropOldestQueue[Audio] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)
         self.client = MqttClient(s.mqtt, self.topics, self._on_command, self._on_connect)
         self.capture = Capture(self.source, self.blocks, self._on_source, self.stop_event)

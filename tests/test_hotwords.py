@@ -122,3 +122,13 @@ def test_words_around_a_correct_term_are_kept(fix: HotwordCorrector, text: str, 
 
 def test_a_proper_noun_gets_its_capitals(fix: HotwordCorrector) -> None:
     assert fix.correct("deploy on kubernetes", ["Kubernetes"])[0] == "deploy on Kubernetes"
+
+
+def test_warm_loads_both_grammars_once(tmp_path: Path) -> None:
+    pipe = TextPipeline(TextSettings(), tmp_path)
+    pipe.warm()
+    assert pipe.itn._zh is not None and pipe.itn._en is not None
+    assert (tmp_path / "itn-en").is_dir()  # the compiled English grammar is cached for the next start
+    off = TextPipeline(TextSettings(itn=False), tmp_path / "off")
+    off.warm()
+    assert off.itn._zh is None and off.itn._en is None

@@ -37,6 +37,13 @@ class TextPipeline:
         self.itn = Itn(cache_dir)
         self.corrector = HotwordCorrector(settings.hotword_threshold)
 
+    def warm(self) -> None:
+        """Load the ITN grammars now (the English one is compiled on a box's first use, about 1 s), so the
+        first final does not wait for them."""
+        if self.settings.itn:
+            self.itn.normalize("二零二五年", "zh")
+            self.itn.normalize("twenty five", "en")
+
     def engine_hotwords(self, terms: Sequence[str]) -> tuple[str, ...]:
         """What the engine's own biasing (layer 1) gets: the terms, unless it is switched off."""
         return tuple(terms) if self.settings.hotword_biasing else ()
