@@ -190,14 +190,24 @@ def export_onnx(folder: Path, quantize: bool = True) -> Path:
     """FunASR's own ONNX export of the folder's model (model.onnx), plus onnxruntime's dynamic int8
     quantisation (model_quant.onnx), as FunASR publishes its ONNX folders."""
     import contextlib
+    import functools
     import sys
+
+    import torch
 
     with contextlib.redirect_stdout(sys.stderr):
         from funasr import AutoModel
 
-        AutoModel(model=str(folder), device="cpu", disable_update=True, log_level="ERROR").export(
-            type="onnx", quantize=False
-        )
+        model = AutoModel(model=str(folder), device="cpu", disable_update=True, log_level="ERROR")
+        try:
+            model.export(type="onnx", quantize=False)
+        except Exception:  # torch.export cannot trace Paraformer's CIF predictor: use the TorchScript exporter
+            export = torch.onnx.export
+            torch.onnx.export = functools.partial(export, dynamo=False)  # type: ignore[assignment]
+            try:
+                model.export(type="onnx", quantize=False)
+            finally:
+                torch.onnx.export = export
     if quantize:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 

@@ -181,10 +181,34 @@ def test_onnx_engine_structure(compute_type: str, onnx_folder: Path, clips: list
 
 
 def test_onnx_engine_refuses_what_it_cannot_run(folders: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="runs SenseVoice exports"):
-        load_engine(AsrSettings(engine="onnx", model=str(folders["paraformer"])))
+    punc = funasr_models.build_ct_punc(tmp_path / "ct-punc")
+    with pytest.raises(ConfigError, match="runs SenseVoice and Paraformer exports"):
+        load_engine(AsrSettings(engine="onnx", model=str(punc)))
     with pytest.raises(ConfigError, match=r"no model\.onnx"):
         load_engine(AsrSettings(engine="onnx", model=str(folders["sensevoice"])))
+
+
+def test_onnx_paraformer_matches_torch(folders: dict[str, Path], clips: list[np.ndarray], tmp_path: Path) -> None:
+    """Paraformer exported by FunASR (TorchScript exporter) through the onnx engine: the same tokens as the
+    torch engine on the same audio (its predictor decides how many; argmax over near-flat random logits may
+    differ in a few places, so most tokens must agree)."""
+    import shutil
+    from difflib import SequenceMatcher
+
+    from daemon.asr.onnx_engine import join_tokens
+
+    folder = tmp_path / "paraformer-onnx"
+    shutil.copytree(folders["paraformer"], folder)
+    funasr_models.export_onnx(folder)
+    eng = load_engine(AsrSettings(engine="onnx", model=str(folder), compute_type="float32"))
+    assert eng.info.model.startswith("Paraformer") and eng.info.compute_type == "float32"
+    out = eng.transcribe(clips, DecodeOptions(language="zh"))
+    ref = FunasrEngine(AsrSettings(engine="funasr", model=str(folder))).transcribe(clips, DecodeOptions(language="zh"))
+    for o, r, audio in zip(out, ref, clips, strict=True):
+        assert o.text and o.language == "zh" and o.segments[0].end <= audio.size / 16000 + 1e-3
+        assert SequenceMatcher(None, o.text.lower(), r.text.lower()).ratio() >= 0.6, (o.text, r.text)
+    assert join_tokens(["<s>", "今", "天", "the", "meet@@", "ing", "is", "</s>"]) == "今天the meeting is"
+    assert join_tokens(["a", "i", "模", "型"]) == "AI模型"
 
 
 def test_fetch_models_manifest_list_verify_and_name_lookup(

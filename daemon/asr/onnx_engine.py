@@ -53,12 +53,40 @@ def lfr(feats: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return out
 
 
+SPECIAL_TOKENS = {"<blank>", "<s>", "</s>", "<unk>", "<sos/eos>"}
+
+
+def join_tokens(tokens: list[str]) -> str:
+    """Paraformer tokens to text as FunASR writes it: Chinese characters run together, English words are
+    spaced, `@@` marks a word piece that continues into the next token, spelled-out letters form one upper-case
+    acronym ("y y t" -> "YYT")."""
+    out = ""
+    glue = True
+    letter = False
+    for tok in tokens:
+        if tok in SPECIAL_TOKENS:
+            continue
+        piece = tok.removesuffix("@@")
+        single = len(piece) == 1 and piece.isascii() and piece.isalpha()
+        if single:
+            piece = piece.upper()
+        if not glue and not (single and letter) and piece.isascii() and out and out[-1].isascii():
+            out += " "
+        out += piece
+        glue = tok.endswith("@@")
+        letter = single
+    return out.strip()
+
+
 class OnnxEngine:
     def __init__(self, settings: AsrSettings) -> None:
         folder = model_folder(settings, "onnx")
         self.kind = model_kind(folder)
-        if not self.kind.startswith("SenseVoice"):
-            raise ConfigError(f"config error: asr.engine = 'onnx' runs SenseVoice exports; {folder} is {self.kind}")
+        if not self.kind.startswith("SenseVoice") and self.kind != "Paraformer":
+            raise ConfigError(
+                f"config error: asr.engine = 'onnx' runs SenseVoice and Paraformer exports; {folder} is {self.kind}"
+            )
+        self.sensevoice = self.kind.startswith("SenseVoice")
         import onnxruntime as ort
 
         available = ort.get_available_providers()
@@ -82,7 +110,8 @@ class OnnxEngine:
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load {path}: {exc}") from None
         self._shift, self._scale = read_cmvn(folder / "am.mvn")
-        self._sp = self._tokenizer(folder)
+        self._sp = self._tokenizer(folder) if self.sensevoice else None
+        self._tokens = None if self.sensevoice else self._token_list(folder)
         import kaldi_native_fbank as knf
 
         fb = knf.FbankOptions()
@@ -113,6 +142,16 @@ class OnnxEngine:
             raise ConfigError(f"config error: asr.model: {folder} has no SentencePiece model (*.bpe.model)")
         return spm.SentencePieceProcessor(model_file=str(candidates[0]))
 
+    @staticmethod
+    def _token_list(folder: Path) -> list[str]:
+        if (folder / "tokens.json").is_file():
+            return [str(t) for t in json.loads((folder / "tokens.json").read_text(encoding="utf-8"))]
+        if (folder / "tokens.txt").is_file():
+            return [
+                line.split()[0] for line in (folder / "tokens.txt").read_text(encoding="utf-8").splitlines() if line
+            ]
+        raise ConfigError(f"config error: asr.model: {folder} has no tokens.json or tokens.txt")
+
     def features(self, audio: Audio) -> npt.NDArray[np.float32]:
         fbank = self._knf.OnlineFbank(self._fbank_opts)
         fbank.accept_waveform(SAMPLE_RATE, (audio.astype(np.float32) * 32768.0).tolist())
@@ -134,6 +173,8 @@ class OnnxEngine:
         for i, f in enumerate(feats):
             speech[i, : f.shape[0]] = f
         lang = options.language or (self.settings.language if self.settings.language != "auto" else None)
+        if not self.sensevoice:
+            return self._paraformer(batch, speech, lengths, lang)
         lid = LANGUAGE_IDS.get(lang or "auto", 0)
         textnorm = TEXTNORM_IDS["withitn" if self.settings.use_itn else "woitn"]
         logits, out_lens = self._session.run(
@@ -145,12 +186,13 @@ class OnnxEngine:
                 "textnorm": np.full(len(batch), textnorm, dtype=np.int32),
             },
         )
+        sp: Any = self._sp
         results = []
         for i, audio in enumerate(batch):
             ids = np.asarray(logits[i, : int(out_lens[i])]).argmax(axis=-1)
             keep = np.concatenate([[True], ids[1:] != ids[:-1]]) & (ids != 0)  # CTC: collapse, drop blanks
             frames = np.nonzero(keep)[0]
-            text, meta = split_tags(str(self._sp.decode([int(t) for t in ids[keep]])))
+            text, meta = split_tags(str(sp.decode([int(t) for t in ids[keep]])))
             heard = meta.get("language") if meta.get("language") in LANGUAGE_TAGS - {"nospeech"} else None
             dur = audio.size / SAMPLE_RATE
             speech_frames = frames[frames >= QUERY_FRAMES] - QUERY_FRAMES
@@ -161,6 +203,21 @@ class OnnxEngine:
             results.append(Transcript(text=text, language=lang or heard or "zh", language_prob=1.0, segments=segs,
                                       meta=meta))  # fmt: skip
         return results
+
+    def _paraformer(
+        self, batch: list[Audio], speech: npt.NDArray[np.float32], lengths: npt.NDArray[np.int32], lang: str | None
+    ) -> list[Transcript]:
+        """Paraformer's export: logits for as many tokens as its predictor fired (`token_num`); argmax each."""
+        assert self._tokens is not None
+        logits, token_num = self._session.run(["logits", "token_num"], {"speech": speech, "speech_lengths": lengths})
+        out = []
+        for i, audio in enumerate(batch):
+            ids = np.asarray(logits[i, : int(token_num[i])]).argmax(axis=-1)
+            text = join_tokens([self._tokens[int(t)] for t in ids if int(t) < len(self._tokens)])
+            dur = audio.size / SAMPLE_RATE
+            segs = (Segment(0.0, round(dur, 3), text),) if text else ()
+            out.append(Transcript(text=text, language=lang or "zh", language_prob=1.0, segments=segs))
+        return out
 
     def close(self) -> None:
         self._session = None
