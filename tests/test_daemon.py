@@ -408,9 +408,12 @@ def test_home_assistant_hermes_and_pronunciation(broker: Broker, env: dict[str, 
         rec.publish(f"{cmd}/pronounce", json.dumps({"target": row["text"], "learner": "amy"}))
         assert rec.wait_for(lambda m: results(rec, "pronounce") and results(rec, "pronounce")[-1]["ok"], 10)
         rec.publish(f"{cmd}/listening", json.dumps({"on": True}))
-        assert rec.wait_for(lambda m: on(f"{ROOT_TOPIC}/pronunciation"), 90)
-        scored = on(f"{ROOT_TOPIC}/pronunciation")[0]
-        assert scored["target"] == row["text"] and scored["score"] >= 80 and scored["learner"] == "amy"
+        # listening may start in the middle of the looping sentence: that cut attempt scores low; the next
+        # whole one must score high
+        good = lambda m: [p for p in on(f"{ROOT_TOPIC}/pronunciation") if p["score"] >= 80]  # noqa: E731
+        assert rec.wait_for(good, 90), on(f"{ROOT_TOPIC}/pronunciation")
+        scored = good(None)[0]
+        assert scored["target"] == row["text"] and scored["learner"] == "amy"
         assert scored["items"][0]["expected_pinyin"] and scored["session_id"]
         rec.publish(f"{cmd}/listening", json.dumps({"on": False}))
         assert rec.wait_for(lambda m: state() == "idle", 20)
@@ -424,4 +427,4 @@ def test_home_assistant_hermes_and_pronunciation(broker: Broker, env: dict[str, 
         [sys.executable, "-m", "daemon", "pronounce", "export", "--learner", "amy", "-f", "json"],
         env=env, capture_output=True, text=True, cwd=ROOT, check=True,
     )  # fmt: skip
-    assert json.loads(out.stdout)[0]["score"] == scored["score"]
+    assert scored["score"] in [a["score"] for a in json.loads(out.stdout)]
