@@ -44,13 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    real_add = sub.add_parser
 
-    def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
-        return real_add(name, parents=[common], **kw)
+    def with_common(subparsers: Any) -> Any:
+        """Every (sub)command also takes --config and -v after its name (`asrbox config check --config F`)."""
+        real_add = subparsers.add_parser
 
-    sub.add_parser = add_parser  # type: ignore[method-assign,assignment]
+        def add_parser(name: str, **kw: Any) -> argparse.ArgumentParser:
+            return real_add(name, parents=[common], **kw)  # type: ignore[no-any-return]
+
+        subparsers.add_parser = add_parser
+        return subparsers
+
+    sub = with_common(p.add_subparsers(dest="command", required=True, parser_class=_Parser))
 
     t = sub.add_parser("transcribe", help="transcribe audio/video files and folders")
     t.add_argument("paths", nargs="+", metavar="PATH")
@@ -71,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     h = sub.add_parser("history", help="list, search, show, export or delete stored transcripts")
-    hs = h.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    hs = with_common(h.add_subparsers(dest="action", required=True, parser_class=_Parser))
     hl = hs.add_parser("list", help="latest records")
     hl.add_argument("--limit", "-n", type=int, default=20)
     hl.add_argument("--since")
@@ -108,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output", "-o", default="-", metavar="FILE")
 
     pr = sub.add_parser("pronounce", help="pronunciation practice: score a recording, export attempts")
-    ps = pr.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ps = with_common(pr.add_subparsers(dest="action", required=True, parser_class=_Parser))
     psc = ps.add_parser("score", help="score a recording against a target sentence (JSON)")
     psc.add_argument("--target", required=True, help="the sentence the learner was to say")
     psc.add_argument("--learner", help="who spoke (kept with the attempt)")
@@ -122,12 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--output", "-o", default="-", metavar="FILE")
 
     c = sub.add_parser("config", help="check or show the configuration")
-    cs = c.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    cs = with_common(c.add_subparsers(dest="action", required=True, parser_class=_Parser))
     cs.add_parser("check", help="validate; exit 78 with the bad key if wrong")
     cs.add_parser("show", help="the effective settings as JSON (secrets masked)")
 
     m = sub.add_parser("models", help="the embedded model and local model folders")
-    ms = m.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    ms = with_common(m.add_subparsers(dest="action", required=True, parser_class=_Parser))
     ms.add_parser("prepare", help="assemble the embedded model into the cache (done by scripts/setup)")
     ms.add_parser("verify", help="re-hash the embedded model and check the configured model folder")
     ms.add_parser("list", help="show the configured and embedded models")

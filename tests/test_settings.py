@@ -132,3 +132,12 @@ def test_cli_unreadable_secret_and_tls_paths_exit_78(
 ) -> None:
     r = asrbox("--config", str(write(tmp_path, body)), "config", "check", env=env)
     assert r.returncode == 78 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_config_option_after_nested_commands(tmp_path: Path, env: dict[str, str]) -> None:
+    """`--config` works after any command name, nested ones too (`asrbox config check --config FILE`)."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[vad]\nthreshold = 7\n")
+    for args in (("config", "check"), ("history", "list"), ("models", "list"), ("pronounce", "export")):
+        r = asrbox(*args, "--config", str(bad), env=env)
+        assert r.returncode == 78 and "vad.threshold" in r.stderr, (args, r.stderr)
