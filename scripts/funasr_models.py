@@ -101,7 +101,8 @@ def build_sensevoice(dest: Path, size: str = "tiny", vocab: int = 600) -> Path:
     return dest
 
 
-def build_paraformer(dest: Path, size: str = "tiny") -> Path:
+def build_paraformer(dest: Path, size: str = "tiny", seaco: bool = False) -> Path:
+    """Paraformer; with `seaco`, SeACo-Paraformer (hotword biasing, BiCif timestamps) as paraformer-zh is."""
     dest.mkdir(parents=True, exist_ok=True)
     chars = sorted(set("".join(_TEXT).replace(" ", "")))
     words = sorted({w for s in _TEXT for w in s.split() if w.isascii()})
@@ -134,6 +135,20 @@ def build_paraformer(dest: Path, size: str = "tiny") -> Path:
         "tokenizer": "CharTokenizer",
         "tokenizer_conf": {"unk_symbol": "<unk>", "split_with_space": True},
     }  # fmt: skip
+    if seaco:
+        config["model"] = "SeacoParaformer"
+        config["model_conf"] |= {"inner_dim": s["output_size"], "bias_encoder_type": "lstm"}
+        config["predictor"] = "CifPredictorV3"
+        config["predictor_conf"] = {"idim": s["output_size"], "threshold": 1.0, "l_order": 1, "r_order": 1,
+                                    "tail_threshold": 0.45, "smooth_factor2": 0.25, "noise_threshold2": 0.01,
+                                    "upsample_times": 3, "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
+        config["seaco_decoder"] = "ParaformerSANMDecoder"
+        config["seaco_decoder_conf"] = {
+            "attention_heads": s["attention_heads"], "linear_units": s["linear_units"], "num_blocks": 1,
+            "dropout_rate": 0.1, "positional_dropout_rate": 0.1, "self_attention_dropout_rate": 0.1,
+            "src_attention_dropout_rate": 0.1, "kernel_size": 21, "sanm_shfit": 0, "use_output_layer": False,
+            "wo_input_layer": True,
+        }  # fmt: skip
     (dest / "config.yaml").write_text(_yaml(config), encoding="utf-8")
     (dest / "am.mvn").write_text(_am_mvn(560), encoding="utf-8")
     (dest / "configuration.json").write_text(json.dumps({

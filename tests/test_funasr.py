@@ -4,6 +4,7 @@ built like provisioned folders (scripts/funasr_models.py). Structure is asserted
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "sensevoice": funasr_models.build_sensevoice(d / "SenseVoiceSmall"),
         "paraformer": funasr_models.build_paraformer(d / "paraformer-zh"),
+        "seaco": funasr_models.build_paraformer(d / "seaco-paraformer-zh", seaco=True),
     }
 
 
@@ -72,6 +74,20 @@ def test_engine_structure(kind: str, folders: dict[str, Path], clips: list[np.nd
     # (no same-output check: random weights give near-flat posteriors, so threaded float sums flip argmaxes)
     assert eng._model.kwargs["frontend"].dither == 0.0  # but we never add noise ourselves
     eng.close()
+
+
+def test_seaco_paraformer_takes_hotwords_and_gives_timestamps(
+    folders: dict[str, Path], clips: list[np.ndarray]
+) -> None:
+    eng = load_engine(AsrSettings(engine="funasr", model=str(folders["seaco"])))
+    assert eng.info.model.startswith("SeacoParaformer")
+    plain = eng.transcribe(clips, DecodeOptions(language="zh"))
+    biased = eng.transcribe(clips, DecodeOptions(language="zh", hotwords=("会议", "预算", "邮箱")))
+    assert [t.text for t in plain] != [t.text for t in biased]  # the hotword list reached the SeACo decoder
+    for t, audio in zip(biased, clips, strict=True):
+        assert t.meta["token_timestamps"] >= 1
+        assert 0 <= t.segments[0].start < t.segments[0].end <= audio.size / 16000 + 1e-3
+        assert not re.search(r"[\u4e00-\u9fff] [\u4e00-\u9fff]", t.text)  # no space between Chinese characters
 
 
 def test_cuda_out_of_memory_splits_then_falls_back_to_cpu(

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 _TAG = re.compile(r"<\|([^|]*)\|>")
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) +(?=[\u3400-\u9fff])")
 _PUNCT = re.compile(r"[，。？！、,.?!;；:：]")
 LANGUAGE_TAGS = {"zh", "en", "yue", "ja", "ko", "nospeech"}
 EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}
@@ -193,6 +194,9 @@ class FunasrEngine:
 
     def _transcript(self, r: dict[str, Any], audio: Audio, lang: str | None) -> Transcript:
         text, meta = split_tags(str(r.get("text", "")))
+        # FunASR separates every token with a space when English is mixed in; Chinese characters never need one
+        # (and our pipeline would read such a space as a pause)
+        text = _CJK_GAP.sub("", text)
         duration = audio.size / SAMPLE_RATE
         heard = meta.get("language") if meta.get("language") in LANGUAGE_TAGS - {"nospeech"} else None
         language = lang or heard or "zh"  # a language the user set wins over the model's tag
