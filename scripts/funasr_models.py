@@ -139,9 +139,18 @@ def build_paraformer(dest: Path, size: str = "tiny", seaco: bool = False) -> Pat
         config["model"] = "SeacoParaformer"
         config["model_conf"] |= {"inner_dim": s["output_size"], "bias_encoder_type": "lstm"}
         config["predictor"] = "CifPredictorV3"
-        config["predictor_conf"] = {"idim": s["output_size"], "threshold": 1.0, "l_order": 1, "r_order": 1,
-                                    "tail_threshold": 0.45, "smooth_factor2": 0.25, "noise_threshold2": 0.01,
-                                    "upsample_times": 3, "use_cif1_cnn": False, "upsample_type": "cnn_blstm"}
+        config["predictor_conf"] = {
+            "idim": s["output_size"],
+            "threshold": 1.0,
+            "l_order": 1,
+            "r_order": 1,
+            "tail_threshold": 0.45,
+            "smooth_factor2": 0.25,
+            "noise_threshold2": 0.01,
+            "upsample_times": 3,
+            "use_cif1_cnn": False,
+            "upsample_type": "cnn_blstm",
+        }
         config["seaco_decoder"] = "ParaformerSANMDecoder"
         config["seaco_decoder_conf"] = {
             "attention_heads": s["attention_heads"], "linear_units": s["linear_units"], "num_blocks": 1,
