@@ -3,8 +3,10 @@ scripted source (the only fake), real engine, real store, real Mosquitto."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -71,14 +73,23 @@ def make_app(broker: Broker, env: dict[str, str], source: ScriptedSource) -> App
     return App(settings, source)  # type: ignore[arg-type]
 
 
+@contextlib.contextmanager
+def running(app: App) -> Iterator[tuple[App, threading.Thread]]:
+    """The app running on a thread; stopped (and joined) when the block ends, however it ends."""
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        yield app, runner
+    finally:
+        app.stop_event.set()
+        runner.join(60)
+
+
 def test_microphone_vanishes_and_returns(broker: Broker, env: dict[str, str]) -> None:
     audio = decode_file(eval_clip("en_jfk")[0])
     rec = Recorder(broker.port, f"asrbox/{DEVICE}/#")
     src = ScriptedSource(audio, fail_at=6.0, fail_for=3.0)
-    app = make_app(broker, env, src)
-    runner = threading.Thread(target=app.run)
-    runner.start()
-    try:
+    with running(make_app(broker, env, src)) as (app, runner):
         assert rec.wait_for(
             lambda m: any(
                 x.get("reason") and "vanished" in str(x["reason"])
@@ -96,9 +107,6 @@ def test_microphone_vanishes_and_returns(broker: Broker, env: dict[str, str]) ->
         assert src.opens >= 2
         errors = [x for x in rec.payloads("/error") if isinstance(x, dict)]
         assert any(x["code"] == "source_failed" for x in errors)
-    finally:
-        app.stop_event.set()
-        runner.join(60)
     assert not runner.is_alive()
     rec.close()
 
@@ -108,10 +116,7 @@ def test_dead_capture_thread_is_noticed(broker: Broker, env: dict[str, str]) -> 
     audio = decode_file(eval_clip("en_jfk")[0])
     rec = Recorder(broker.port, f"asrbox/{DEVICE}/state")
     src = ScriptedSource(audio, fail_at=4.0, fail_for=1000.0, crash=True)
-    app = make_app(broker, env, src)
-    runner = threading.Thread(target=app.run)
-    runner.start()
-    try:
+    with running(make_app(broker, env, src)) as (app, _):
         assert rec.wait_for(
             lambda m: any(
                 "stage stalled: capture" in str(x.get("reason")) for x in rec.payloads("state") if isinstance(x, dict)
@@ -119,7 +124,4 @@ def test_dead_capture_thread_is_noticed(broker: Broker, env: dict[str, str]) -> 
             60,
         )
         assert not app.healthy()  # so the watchdog is withheld and systemd restarts the service
-    finally:
-        app.stop_event.set()
-        runner.join(60)
     rec.close()
