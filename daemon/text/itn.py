@@ -66,7 +66,8 @@ ZH_FIXED = (
 )  # fmt: skip
 # "十几个", "几十个", "二三十个" are approximations: the grammar would write "10几个"
 _ZH_APPROX = re.compile(r"[零一二两三四五六七八九十百千万]*几[十百千万]*[零一二两三四五六七八九十百千万]*")
-_ZH_NOON = re.compile(r"(凌晨|清晨|早上|早晨|上午|中午|下午|傍晚|晚上|夜里|半夜)(?=[零一二两三四五六七八九十]+点)")
+# the time-of-day words the grammar folds into a time's a.m./p.m. (its data/time/noon.tsv), before an hour
+_ZH_NOON = re.compile(r"(上午|早上|早晨|下午|晚上|傍晚)(?=[零一二两三四五六七八九十\d]+点)")
 _ZH_CURRENCY = {"¥": "元", "$": "美元", "€": "欧元", "£": "英镑", "HK$": "港元", "₩": "韩元", "JP¥": "日元"}
 # the grammar writes units as symbols; Chinese text keeps the unit word that was spoken (first one found)
 _ZH_UNITS = {
@@ -105,6 +106,7 @@ class ChineseItn:
         text = re.sub(r"幺(?=[零一二三四五六七八九幺])|(?<=[零一二三四五六七八九])幺", "一", text)
         masked, kept = self._mask(text)
         noons = _ZH_NOON.findall(masked)
+        consumed = 0
         out: list[str] = []
         for kind, f in parse_tags(self._fst.tag(masked)):
             if kind == "char":
@@ -112,13 +114,14 @@ class ChineseItn:
             elif kind == "date":
                 out.append(self._date(f))
             elif kind == "time":
-                if f.get("noon") and noons:
-                    # the grammar consumed the spoken word (下午) into "p.m."; give back the word itself
-                    noon = noons.pop(0)
-                    if out and "".join(out).endswith(noon):
-                        out.append("")
-                    else:
-                        out.append(noon)
+                if f.get("noon"):
+                    # the grammar folded the spoken word (下午) into "p.m."; give back the word itself. It is the
+                    # next one in the text after those the grammar left alone (早上八点: an hour-only time is not
+                    # converted, its word stays in the output) and those earlier times took.
+                    left = len(_ZH_NOON.findall("".join(out)))
+                    if left + consumed < len(noons):
+                        out.append(noons[left + consumed])
+                    consumed += 1
                 out.append(self._time(f))
             elif kind == "money":
                 out.append(self._money(f))
