@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from daemon.asr.engine import Audio, Transcript
-
-SAMPLE_RATE = 16000
+from daemon.audio.decode import SAMPLE_RATE
 
 
 def batches(durations: Sequence[float], max_seconds: float) -> list[list[int]]:

@@ -27,14 +27,15 @@ from typing import Any
 from daemon.asr.batching import in_batches
 from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 from daemon.asr.provisioned import model_folder, model_kind, resolve
+from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
+from daemon.text.script import HAN
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 _TAG = re.compile(r"<\|([^|]*)\|>")
-_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) +(?=[\u3400-\u9fff])")
+_CJK_GAP = re.compile(f"(?<=[{HAN}]) +(?=[{HAN}])")
 _PUNCT = re.compile(r"[，。？！、,.?!;；:：]")
 LANGUAGE_TAGS = {"zh", "en", "yue", "ja", "ko", "nospeech"}
 EMOTIONS = {"HAPPY", "SAD", "ANGRY", "NEUTRAL", "FEARFUL", "DISGUSTED", "SURPRISED", "EMO_UNKNOWN"}

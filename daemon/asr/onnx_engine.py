@@ -24,13 +24,13 @@ from daemon.asr.batching import in_batches
 from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 from daemon.asr.funasr_engine import LANGUAGE_TAGS, split_tags
 from daemon.asr.provisioned import model_folder, model_kind
-from daemon.audio.fsmn_vad import read_cmvn
+from daemon.audio.decode import SAMPLE_RATE
+from daemon.audio.fbank import MELS, feed, online_fbank, read_cmvn
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 LFR_M, LFR_N = 7, 6
 LANGUAGE_IDS = {"auto": 0, "zh": 3, "en": 4, "yue": 7, "ja": 11, "ko": 12, "nospeech": 13}
 TEXTNORM_IDS = {"withitn": 14, "woitn": 15}
@@ -112,16 +112,6 @@ class OnnxEngine:
         self._shift, self._scale = read_cmvn(folder / "am.mvn")
         self._sp = self._tokenizer(folder) if self.sensevoice else None
         self._tokens = None if self.sensevoice else self._token_list(folder)
-        import kaldi_native_fbank as knf
-
-        fb = knf.FbankOptions()
-        fb.frame_opts.samp_freq = SAMPLE_RATE
-        fb.frame_opts.dither = 0.0
-        fb.frame_opts.window_type = "hamming"
-        fb.mel_opts.num_bins = 80
-        fb.energy_floor = 0.0
-        self._fbank_opts = fb
-        self._knf = knf
         self.settings = settings
         self._lock = threading.Lock()
         device = "cuda" if cuda else "cpu"
@@ -153,12 +143,12 @@ class OnnxEngine:
         raise ConfigError(f"config error: asr.model: {folder} has no tokens.json or tokens.txt")
 
     def features(self, audio: Audio) -> npt.NDArray[np.float32]:
-        fbank = self._knf.OnlineFbank(self._fbank_opts)
-        fbank.accept_waveform(SAMPLE_RATE, (audio.astype(np.float32) * 32768.0).tolist())
+        fbank = online_fbank()
+        feed(fbank, audio)
         fbank.input_finished()
         n = fbank.num_frames_ready
         if n == 0:
-            return np.zeros((0, LFR_M * 80), dtype=np.float32)
+            return np.zeros((0, LFR_M * MELS), dtype=np.float32)
         feats = np.stack([np.asarray(fbank.get_frame(i), dtype=np.float32) for i in range(n)])
         return ((lfr(feats) + self._shift) * self._scale).astype(np.float32)
 
@@ -169,7 +159,7 @@ class OnnxEngine:
     def _run(self, batch: list[Audio], options: DecodeOptions) -> list[Transcript]:
         feats = [self.features(a) for a in batch]
         lengths = np.array([max(1, f.shape[0]) for f in feats], dtype=np.int32)
-        speech = np.zeros((len(batch), int(lengths.max()), LFR_M * 80), dtype=np.float32)
+        speech = np.zeros((len(batch), int(lengths.max()), LFR_M * MELS), dtype=np.float32)
         for i, f in enumerate(feats):
             speech[i, : f.shape[0]] = f
         lang = options.language or (self.settings.language if self.settings.language != "auto" else None)

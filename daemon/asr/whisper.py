@@ -28,14 +28,15 @@ from daemon.asr.engine import (
     join_texts,
 )
 from daemon.asr.models import resolve_whisper_model
+from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
+from daemon.text.script import HAN
 
 _CJK_LANGUAGES = frozenset({"zh", "yue", "ja"})
-_CJK_CHAR = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+_CJK_CHAR = re.compile(f"[\u3040-\u30ff{HAN}]")  # kana too: Japanese prompts
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16_000
 WINDOW_S = 30
 WINDOW = WINDOW_S * SAMPLE_RATE
 FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)

@@ -11,12 +11,12 @@ alike (`vad.threshold`, `min_silence_ms`, ...). A 512-sample block reports the h
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from daemon.audio.fbank import MELS, feed, online_fbank, read_cmvn
 from daemon.audio.vad import FRAME
 from daemon.errors import ModelError
 
@@ -37,23 +37,10 @@ def fsmn_model_dir() -> Path:
     return path
 
 
-def read_cmvn(path: Path) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """(shift, scale) from a Kaldi nnet am.mvn: <AddShift> then <Rescale>, each `[ v1 v2 ... ]`."""
-    text = path.read_text(encoding="utf-8")
-    vectors = []
-    for tag in ("<AddShift>", "<Rescale>"):
-        m = re.search(re.escape(tag) + r"[^\[]*\[([^\]]*)\]", text)
-        if not m:
-            raise ModelError(f"{path}: no {tag} vector")
-        vectors.append(np.array(m.group(1).split(), dtype=np.float32))
-    return vectors[0], vectors[1]
-
-
 class FsmnVad:
     frame_samples = FRAME
 
     def __init__(self, folder: Path | None = None, threads: int = 1) -> None:
-        import kaldi_native_fbank as knf
         import onnxruntime as ort
 
         folder = folder or fsmn_model_dir()
@@ -63,20 +50,10 @@ class FsmnVad:
         self._session = ort.InferenceSession(str(folder / "model.onnx"), opts, providers=["CPUExecutionProvider"])
         self._shift, self._scale = read_cmvn(folder / "am.mvn")
         self._caches = [i for i in self._session.get_inputs() if i.name.startswith("in_cache")]
-        self._knf = knf
-        fb = knf.FbankOptions()
-        fb.frame_opts.samp_freq = 16000
-        fb.frame_opts.dither = 0.0
-        fb.frame_opts.window_type = "hamming"
-        fb.frame_opts.frame_shift_ms = 10
-        fb.frame_opts.frame_length_ms = 25
-        fb.mel_opts.num_bins = 80
-        fb.energy_floor = 0.0
-        self._fbank_opts = fb
         self.reset()
 
     def reset(self) -> None:
-        self._fbank = self._knf.OnlineFbank(self._fbank_opts)
+        self._fbank = online_fbank()
         self._frames: list[npt.NDArray[np.float32]] = []  # fbank frames not yet fully used by LFR
         self._taken = 0  # fbank frames read from the extractor
         self._started = False
@@ -98,7 +75,7 @@ class FsmnVad:
             out.append(np.concatenate(self._frames[:LFR_M]))
             self._frames.pop(0)
         if not out:
-            return np.zeros((0, LFR_M * 80), dtype=np.float32)
+            return np.zeros((0, LFR_M * MELS), dtype=np.float32)
         return (np.stack(out) + self._shift) * self._scale
 
     def probs(self, frames: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -106,12 +83,12 @@ class FsmnVad:
             raise ValueError(f"expected (n, {FRAME}) frames, got {frames.shape}")
         out = np.empty(frames.shape[0], dtype=np.float32)
         for i, block in enumerate(frames):
-            self._fbank.accept_waveform(16000, (block.astype(np.float32) * 32768.0).tolist())
+            feed(self._fbank, block)
             feats = self._lfr()
             if feats.shape[0]:
-                feed = {"speech": feats[None, :, :].astype(np.float32)}
-                feed |= {c.name: s for c, s in zip(self._caches, self._state, strict=True)}
-                logits, *caches = self._session.run(None, feed)
+                inputs = {"speech": feats[None, :, :].astype(np.float32)}
+                inputs |= {c.name: s for c, s in zip(self._caches, self._state, strict=True)}
+                logits, *caches = self._session.run(None, inputs)
                 self._state = [np.asarray(c, dtype=np.float32) for c in caches]
                 self._last = float(np.max(1.0 - np.asarray(logits)[0, :, SIL_CLASS]))
             out[i] = self._last

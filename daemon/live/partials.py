@@ -20,12 +20,7 @@ def units(text: str) -> list[str]:
     for m in re.finditer(r"\S+\s*", text):
         token = m.group(0)
         if _CJK.search(token):
-            out.extend(
-                re.findall(
-                    r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]\s*|[^\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+",
-                    token,
-                )
-            )
+            out.extend(_SPLIT.findall(token))
         else:
             out.append(token)
     return out

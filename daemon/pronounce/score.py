@@ -16,7 +16,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+from daemon.text.script import HAN
+
+_CJK = re.compile(f"[{HAN}]")
 _INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x", "r", "z", "c",
              "s", "y", "w")  # fmt: skip
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-SAMPLE_RATE = 16_000
+from daemon.audio.decode import SAMPLE_RATE
 
 
 def audio_relpath(record_id: str, when: datetime) -> str:

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from daemon.text.script import HAN
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,7 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_CJK = re.compile(f"[{HAN}]")
 # pairs speakers (and ASR) confuse: compared as the same sound
 _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("l", "n"), ("h", "f"))
 _FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"), ("iang", "ian"), ("uang", "uan"))
@@ -80,7 +82,7 @@ def _pinyin(text: str) -> tuple[str, ...]:
     from pypinyin import lazy_pinyin
 
     out: list[str] = []
-    for run in re.finditer(rf"{_CJK.pattern}+|[^\u3400-\u9fff\uf900-\ufaff]+", text):
+    for run in re.finditer(f"[{HAN}]+|[^{HAN}]+", text):
         chunk = run.group(0)
         syllables = lazy_pinyin(chunk) if _CJK.match(chunk) else list(chunk)
         out += syllables if len(syllables) == len(chunk) else [lazy_pinyin(c)[0] for c in chunk]

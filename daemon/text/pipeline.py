@@ -17,9 +17,9 @@ from daemon.asr.engine import Segment, Transcript, join_texts
 from daemon.settings import TextSettings
 from daemon.text.hotwords import HotwordCorrector, Replacement
 from daemon.text.itn import Itn
-from daemon.text.script import CHINESE_LANGUAGES, convert_script
+from daemon.text.script import CHINESE_LANGUAGES, HAN, convert_script
 
-_CJK = r"[\u3400-\u9fff\uf900-\ufaff]"
+_CJK = f"[{HAN}]"
 _FULLWIDTH = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；", ".": "。"}
 
 
