@@ -72,7 +72,9 @@ def test_chinese_full_text_search_any_substring(tmp_path: Path) -> None:
     assert len(s.query(search="quarterly")) == 1
     assert len(s.query(search="QUARTERLY budget")) == 1
     assert s.query(search="钉 钉钉 不存在") == []
-    assert s.query(search='"') == [] or True  # quotes are escaped, no FTS syntax error
+    quoted = add(s, 'he said "hi" twice', language="en")
+    assert s.query(search='"') == []  # quotes are escaped, no FTS syntax error, and match nothing
+    assert [r.id for r in s.query(search='"hi"')] == [quoted]
     assert s.query(search="b.wav")  # file name is searchable
 
 
@@ -189,3 +191,164 @@ def test_low_disk_reported(tmp_path: Path) -> None:
     s = Store(tmp_path)
     st = Retention(s, StoreSettings(path=tmp_path, min_free_mb=10**9)).run()
     assert st.low and st.free_mb >= 0
+
+
+# ---------------------------------------------------------------------- transactions and errors
+def _trigger(store: Store, sql: str) -> None:
+    """A trigger made by another connection (as another process could): the store's own statement then fails."""
+    db = sqlite3.connect(store.path)
+    db.execute(sql)
+    db.commit()
+    db.close()
+
+
+def _payload(seq: int) -> dict[str, object]:
+    return {"seq": seq}
+
+
+def test_failed_delete_rolls_back_and_store_stays_writable(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    rid = add(s, "钉钉会议")
+    _trigger(s, "CREATE TRIGGER no_delete BEFORE DELETE ON records BEGIN SELECT RAISE(ABORT, 'kept by policy'); END")
+    with pytest.raises(StoreError, match=r"cannot write to .*asrbox.db: kept by policy"):
+        s.delete(rid)
+    assert [r.id for r in s.query(search="钉钉")] == [rid]  # its search entry came back with the rollback
+    other = add(s, "下一条")  # the next write succeeds: no transaction left open
+    assert s.get(other) is not None
+    _trigger(s, "DROP TRIGGER no_delete")
+    assert s.delete(rid) and s.get(rid) is None and s.query(search="钉钉") == []
+
+
+def test_failed_finish_rolls_back_and_store_stays_writable(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    rid = s.begin("file", source="/x.wav")
+    _trigger(s, "CREATE TRIGGER no_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'outbox closed'); END")
+    with pytest.raises(StoreError, match="outbox closed"):
+        s.finish(rid, language="en", raw_text="a", text="A", segments=[], engine={}, processing_s=0.1, payload=_payload)
+    assert s.get(rid).status == "pending"  # type: ignore[union-attr]  # the UPDATE before it was rolled back
+    _trigger(s, "DROP TRIGGER no_outbox")
+
+    def broken(seq: int) -> dict[str, object]:
+        raise ValueError("payload builder failed")
+
+    with pytest.raises(ValueError, match="payload builder failed"):  # a caller's own error passes unchanged
+        s.finish(rid, language="en", raw_text="a", text="A", segments=[], engine={}, processing_s=0.1, payload=broken)
+    assert s.get(rid).status == "pending" and s.unsent() == []  # type: ignore[union-attr]
+    seq = s.finish(
+        rid, language="en", raw_text="a", text="A", segments=[], engine={}, processing_s=0.1, payload=_payload
+    )
+    assert seq == 1 and s.get(rid).status == "done"  # type: ignore[union-attr]  # a rollback uses up no seq
+    assert [(q, p) for q, p, _ in s.unsent()] == [(1, {"seq": 1})]
+
+
+def test_full_disk_is_a_store_error_and_recoverable(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    rid = s.begin("file", source="/x.wav")
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count={pages}")  # SQLite's own "disk full" (SQLITE_FULL) at this size
+    big = "字" * 200_000
+    with pytest.raises(StoreError, match=r"^cannot write to .*asrbox.db: database or disk is full$"):
+        s.finish(rid, language="zh", raw_text=big, text=big, segments=[], engine={}, processing_s=1.0)
+    with pytest.raises(StoreError, match="database or disk is full"):
+        s.begin("file", source=big)  # a one-statement write too
+    assert not s._db.in_transaction and s.get(rid).status == "pending"  # type: ignore[union-attr]
+    s._db.execute(f"PRAGMA max_page_count={10**9}")  # space freed
+    s.finish(rid, language="zh", raw_text=big, text=big, segments=[], engine={}, processing_s=1.0)
+    assert s.get(rid).status == "done" and s.integrity_ok()  # type: ignore[union-attr]
+
+
+def test_read_only_database_is_a_store_error(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    rid = add(s, "只读")
+    s._db.execute("PRAGMA query_only=ON")  # the file cannot be written (running as root, chmod would not stop us)
+    for write in (lambda: s.delete(rid), lambda: s.begin("file"), lambda: s.claim_attempt(rid), lambda: add(s, "x")):
+        with pytest.raises(StoreError, match=r"cannot write to .*: attempt to write a readonly database"):
+            write()
+    assert s.get(rid) is not None and s.query(search="只读")  # reads still work
+    s._db.execute("PRAGMA query_only=OFF")
+    assert s.delete(rid)
+
+
+def test_read_errors_are_store_errors(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    _trigger(s, "DROP TABLE sessions")  # e.g. a damaged or foreign database
+    with pytest.raises(StoreError, match=r"^cannot read .*asrbox.db: no such table: sessions$"):
+        s.session("abcd")
+    with pytest.raises(StoreError, match="no such table"):
+        s.start_session("x")
+    assert s.get(add(s, "仍可写")) is not None  # the rest keeps working
+
+
+# ---------------------------------------------------------------------- attempts, outbox
+def test_claim_attempt_counts_and_survives_reopen(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    rid = s.begin("file", source="/x.wav")
+    assert s.get(rid).attempts == 0  # type: ignore[union-attr]
+    assert [s.claim_attempt(rid) for _ in range(3)] == [1, 2, 3]
+    assert s.claim_attempt("no-such-record") == 0
+    s.fail(rid, "engine crashed 3 times")
+    s._db.close()  # no clean close: as if the process died right after the claim
+    r = Store(tmp_path).get(rid)
+    assert r is not None and r.attempts == 3 and r.status == "failed" and r.error == "engine crashed 3 times"
+    assert r.as_dict()["attempts"] == 3
+
+
+def test_migration_6_on_a_version_5_database(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "asrbox.db", isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:5], start=1):
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version={number}")
+    db.execute("INSERT INTO records (id, kind, status, created_at) VALUES ('old-row', 'live', 'pending', 'x')")
+    db.close()
+    s = Store(tmp_path)
+    assert s.get("old-row").attempts == 0 and s.claim_attempt("old-row") == 1  # type: ignore[union-attr]
+    assert s._version() == len(MIGRATIONS) == 6
+
+
+def test_two_connections_opening_a_new_store_at_once(tmp_path: Path) -> None:
+    import threading
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            Store(tmp_path).close(checkpoint=False)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and Store(tmp_path)._version() == len(MIGRATIONS)
+
+
+def test_unsent_after_seq_and_prune_keeps_seq_gapless(tmp_path: Path) -> None:
+    s = Store(tmp_path)
+    seqs = []
+    for i in range(4):
+        rid = s.begin("file", source=f"/{i}.wav")
+        seqs.append(
+            s.finish(
+                rid, language="en", raw_text="a", text="a", segments=[], engine={}, processing_s=0, payload=_payload
+            )
+        )
+    assert seqs == [1, 2, 3, 4]
+    assert [q for q, _, _ in s.unsent(limit=2, after_seq=1)] == [2, 3]
+    assert [q for q, _, _ in s.unsent(2)] == [1, 2]
+    for q in seqs:
+        s.mark_sent(q)
+    assert s.prune_outbox("2000-01-01T00:00:00.000Z") == 0  # sent after that: kept
+    assert s.prune_outbox("2999-01-01T00:00:00.000Z") == 4 and s.outbox_backlog() == 0
+    rid = s.begin("file", source="/5.wav")
+    assert (
+        s.finish(rid, language="en", raw_text="a", text="a", segments=[], engine={}, processing_s=0, payload=_payload)
+        == 5
+    )
+    assert s.prune_outbox("2999-01-01T00:00:00.000Z") == 0  # never an unsent row
+    assert [q for q, _, _ in s.unsent()] == [5]

@@ -35,15 +35,21 @@ def write_wav_atomic(path: Path, audio: npt.NDArray[np.float32], rate: int = SAM
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+    return path.stat().st_size
+
+
+def fsync_dir(folder: Path) -> bool:
+    """Make the creations, renames and deletions of names in `folder` durable; False if the system refused."""
     try:
-        fd = os.open(path.parent, os.O_RDONLY)
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError:
-        pass
-    return path.stat().st_size
+        return False
+    return True
 
 
 def read_wav(path: Path) -> npt.NDArray[np.float32]:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from daemon.errors import StoreError
 
@@ -100,7 +100,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX attempts_learner ON attempts (learner, created_at);
     CREATE INDEX attempts_session ON attempts (session_id, created_at);
     """,
+    # 6: transcription attempts per record (counted before each try, so a row that crashes the process counts)
+    """
+    ALTER TABLE records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+    """,
 )
+
+BUSY_TIMEOUT_S = 10.0  # two connections (the daemon's and retention's) wait for each other this long
 
 _CJK = re.compile(r"([\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff])")
 
@@ -149,6 +155,7 @@ class Record:
     audio_path: str | None
     error: str | None
     meta: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -156,8 +163,18 @@ class Record:
 
 _COLUMNS = (
     "id, kind, status, source, session_id, created_at, started_at, ended_at, duration_s, language, "
-    "raw_text, text, segments, engine, processing_s, audio_path, error, meta"
+    "raw_text, text, segments, engine, processing_s, audio_path, error, meta, attempts"
 )
+
+
+class ArchivedAudio(NamedTuple):
+    """One archived audio file that retention may delete (its record is not pending)."""
+
+    rowid: int
+    id: str
+    audio_path: str
+    size: int
+    created_at: str
 
 
 def _record(row: sqlite3.Row) -> Record:
@@ -169,53 +186,109 @@ def _record(row: sqlite3.Row) -> Record:
 
 
 class Store:
-    """One connection guarded by a lock; safe to share between threads."""
+    """One connection guarded by a lock; safe to share between threads.
+
+    Every write goes through `_tx` (several statements: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any exception)
+    or `_write` (one statement, atomic by itself); every read through `_read`. All three turn any sqlite3 error
+    into a one-line `StoreError`, and none ever leaves the connection inside a transaction.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         try:
             root.mkdir(parents=True, exist_ok=True)
             self.path = root / DB_NAME
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the store in {root}: {exc}") from None
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         try:
+            self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
         except sqlite3.DatabaseError as exc:
+            self._db.close()
             raise StoreError(f"the database {self.path} is unusable: {exc}") from None
+        try:
+            self._migrate()
+        except StoreError:
+            self._db.close()
+            raise
 
     # ------------------------------------------------------------------ plumbing
+    def _error(self, action: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"cannot {action} {self.path}: {exc}")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: BEGIN IMMEDIATE, COMMIT on success, ROLLBACK on any exception.
+
+        sqlite3 errors leave as `StoreError`; other exceptions (a caller's callback) pass through unchanged.
+        """
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._error("write to", exc) from None
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise self._error("write to", exc) from None
+            except BaseException:
+                self._rollback()
+                raise
+
+    def _rollback(self) -> None:
+        # SQLite has already rolled back by itself after some errors (disk full, I/O): then there is nothing to do
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("cannot roll back %s: %s", self.path, exc)
+
+    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """One statement, in its own (autocommit) transaction."""
+        with self._lock:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.Error as exc:
+                raise self._error("write to", exc) from None
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error("read", exc) from None
+
+    def _read_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = self._read(sql, params)
+        return rows[0] if rows else None
+
+    def _version(self) -> int:
+        row = self._read_one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
     def _migrate(self) -> None:
-        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        version = self._version()
         if version > len(MIGRATIONS):
             raise StoreError(
                 f"the database {self.path} has schema {version}, newer than this asrbox ({len(MIGRATIONS)})"
             )
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._lock:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version={number}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            with self._tx() as db:
+                # another connection may have applied it since we looked: read again under the write lock
+                if int(db.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                    continue
+                for statement in script.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={number}")
             log.info("store schema migrated to version %d", number)
-
-    def _write(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
-            try:
-                return self._db.execute(sql, params)
-            except sqlite3.OperationalError as exc:
-                raise StoreError(f"cannot write to {self.path}: {exc}") from None
 
     def _reindex(self, record_id: str) -> None:
         row = self._db.execute("SELECT rowid, text, source FROM records WHERE id=?", (record_id,)).fetchone()
@@ -226,15 +299,17 @@ class Store:
         if body:
             self._db.execute("INSERT INTO records_fts (rowid, body) VALUES (?, ?)", (row["rowid"], index_text(body)))
 
-    def close(self) -> None:
+    def close(self, checkpoint: bool = True) -> None:
+        """Close the connection; `checkpoint` first folds the WAL back into the database file (waits for readers)."""
         with self._lock:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if checkpoint:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     def integrity_ok(self) -> bool:
-        with self._lock:
-            return bool(self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
+        row = self._read_one("PRAGMA integrity_check")
+        return row is not None and row[0] == "ok"
 
     # ------------------------------------------------------------------ writing
     def begin(
@@ -250,23 +325,11 @@ class Store:
     ) -> str:
         """A pending record, written before any transcription work."""
         rid = str(uuid.uuid4())
-        with self._lock:
-            self._write(
-                "INSERT INTO records (id, kind, status, source, source_fingerprint, session_id, created_at, "
-                "started_at, ended_at, duration_s, audio_path) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rid,
-                    kind,
-                    source,
-                    fingerprint,
-                    session_id,
-                    utc_now(),
-                    started_at,
-                    ended_at,
-                    duration_s,
-                    audio_path,
-                ),
-            )
+        self._write(
+            "INSERT INTO records (id, kind, status, source, source_fingerprint, session_id, created_at, "
+            "started_at, ended_at, duration_s, audio_path) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (rid, kind, source, fingerprint, session_id, utc_now(), started_at, ended_at, duration_s, audio_path),
+        )
         return rid
 
     def finish(
@@ -285,39 +348,35 @@ class Store:
     ) -> int | None:
         """Mark the record done. With `payload`, also queue its final in the outbox in the same transaction
         (the outbox key is the final's `seq`) and return that seq."""
-        seq: int | None = None
-        with self._lock:
-            self._write("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
-                    "processing_s=?, duration_s=COALESCE(?, duration_s), error=NULL, meta=? WHERE id=?",
-                    (
-                        language,
-                        raw_text,
-                        text,
-                        json.dumps(segments, ensure_ascii=False),
-                        json.dumps(engine),
-                        round(processing_s, 3),
-                        duration_s,
-                        json.dumps(meta, ensure_ascii=False) if meta else None,
-                        record_id,
-                    ),
-                )
-                self._reindex(record_id)
-                if payload is not None:
-                    ts = self._db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()[0]
-                    cur = self._db.execute(
-                        "INSERT INTO outbox (record_id, payload, speech_end_ts, created_at) VALUES (?, '', ?, ?)",
-                        (record_id, ts, utc_now()),
-                    )
-                    seq = int(cur.lastrowid or 0)
-                    body = json.dumps(payload(seq), ensure_ascii=False)
-                    self._db.execute("UPDATE outbox SET payload=? WHERE seq=?", (body, seq))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._tx() as db:
+            db.execute(
+                "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, "
+                "processing_s=?, duration_s=COALESCE(?, duration_s), error=NULL, meta=? WHERE id=?",
+                (
+                    language,
+                    raw_text,
+                    text,
+                    json.dumps(segments, ensure_ascii=False),
+                    json.dumps(engine),
+                    round(processing_s, 3),
+                    duration_s,
+                    json.dumps(meta, ensure_ascii=False) if meta else None,
+                    record_id,
+                ),
+            )
+            self._reindex(record_id)
+            return self._enqueue(db, record_id, payload) if payload is not None else None
+
+    @staticmethod
+    def _enqueue(db: sqlite3.Connection, record_id: str, payload: Callable[[int], dict[str, Any]]) -> int:
+        """Inside the caller's transaction: the outbox row of a final; its AUTOINCREMENT key is the seq."""
+        row = db.execute("SELECT speech_end_ts FROM records WHERE id=?", (record_id,)).fetchone()
+        cur = db.execute(
+            "INSERT INTO outbox (record_id, payload, speech_end_ts, created_at) VALUES (?, '', ?, ?)",
+            (record_id, row[0] if row else None, utc_now()),
+        )
+        seq = int(cur.lastrowid or 0)
+        db.execute("UPDATE outbox SET payload=? WHERE seq=?", (json.dumps(payload(seq), ensure_ascii=False), seq))
         return seq
 
     def begin_live(
@@ -352,28 +411,54 @@ class Store:
         return rid
 
     def pending_live(self) -> list[Record]:
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE kind='live' AND status='pending' ORDER BY created_at, rowid"
-            ).fetchall()
+        rows = self._read(
+            f"SELECT {_COLUMNS} FROM records WHERE kind='live' AND status='pending' ORDER BY created_at, rowid"
+        )
         return [_record(r) for r in rows]
+
+    def claim_attempt(self, record_id: str) -> int:
+        """Count one more transcription attempt of the record, before it is made; the new count (0: no such
+        record). Committed on return, so an attempt that kills the process is counted too."""
+        with self._tx() as db:
+            rows = db.execute(
+                "UPDATE records SET attempts=attempts+1 WHERE id=? RETURNING attempts", (record_id,)
+            ).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     # ------------------------------------------------------------------ retention
     def archived_audio(self) -> list[tuple[str, str, int, str]]:
         """(id, audio_path, bytes, created_at) of archived live audio that is safe to delete (not pending)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, audio_path, COALESCE(audio_bytes, 0), created_at FROM records "
-                "WHERE kind='live' AND audio_path IS NOT NULL AND status != 'pending' ORDER BY created_at, rowid"
-            ).fetchall()
+        rows = self._read(
+            "SELECT id, audio_path, COALESCE(audio_bytes, 0), created_at FROM records "
+            "WHERE kind='live' AND audio_path IS NOT NULL AND status != 'pending' ORDER BY created_at, rowid"
+        )
         return [(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
+    def archived_page(
+        self, *, before: str | None = None, after: tuple[str, int] | None = None, limit: int = 500
+    ) -> list[ArchivedAudio]:
+        """The next `limit` archived audio files safe to delete (not pending), oldest first: created before
+        `before` (if given), after the (created_at, rowid) key `after` (keyset paging: a row that could not be
+        deleted is not returned again)."""
+        where = ["kind='live'", "audio_path IS NOT NULL", "status != 'pending'"]
+        params: list[Any] = []
+        if before is not None:
+            where.append("created_at < ?")
+            params.append(before)
+        if after is not None:
+            where.append("(created_at, rowid) > (?, ?)")
+            params += [after[0], after[1]]
+        rows = self._read(
+            "SELECT rowid, id, audio_path, COALESCE(audio_bytes, 0), created_at FROM records WHERE "
+            + " AND ".join(where)
+            + " ORDER BY created_at, rowid LIMIT ?",
+            (*params, int(limit)),
+        )
+        return [ArchivedAudio(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+
     def archived_bytes(self) -> int:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COALESCE(SUM(audio_bytes), 0) FROM records WHERE audio_path IS NOT NULL"
-            ).fetchone()
-        return int(row[0])
+        row = self._read_one("SELECT COALESCE(SUM(audio_bytes), 0) FROM records WHERE audio_path IS NOT NULL")
+        return int(row[0]) if row else 0
 
     def drop_audio(self, record_id: str, delete_record: bool) -> None:
         if delete_record:
@@ -381,21 +466,46 @@ class Store:
         else:
             self._write("UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE id=?", (record_id,))
 
-    def unsent(self, limit: int = 100) -> list[tuple[int, dict[str, Any], float | None]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq, payload, speech_end_ts FROM outbox WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
+    def drop_audio_many(self, record_ids: Sequence[str], delete_records: bool) -> int:
+        """`drop_audio` for many records (never pending ones) in one transaction; how many rows changed.
+        Keep `record_ids` to a few hundred (one statement parameter each)."""
+        if not record_ids:
+            return 0
+        marks = ", ".join("?" * len(record_ids))
+        match = f"id IN ({marks}) AND status != 'pending'"
+        with self._tx() as db:
+            if delete_records:
+                db.execute(
+                    f"DELETE FROM records_fts WHERE rowid IN (SELECT rowid FROM records WHERE {match})", record_ids
+                )
+                cur = db.execute(f"DELETE FROM records WHERE {match}", record_ids)
+            else:
+                cur = db.execute(f"UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE {match}", record_ids)
+            return int(cur.rowcount)
+
+    # ------------------------------------------------------------------ outbox
+    def unsent(self, limit: int = 100, after_seq: int = 0) -> list[tuple[int, dict[str, Any], float | None]]:
+        """Unsent finals with seq > `after_seq`, in seq order: (seq, payload, speech_end_ts)."""
+        rows = self._read(
+            "SELECT seq, payload, speech_end_ts FROM outbox WHERE sent_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
         return [(int(r[0]), json.loads(r[1]), r[2]) for r in rows]
 
     def mark_sent(self, seq: int) -> None:
         self._write("UPDATE outbox SET sent_at=? WHERE seq=?", (utc_now(), seq))
 
-    def outbox_backlog(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
+    def prune_outbox(self, sent_before: str) -> int:
+        """Delete outbox rows sent before `sent_before` (an ISO time as `utc_now()` writes it); how many.
+        Seqs stay gapless: AUTOINCREMENT never reuses a number, even once every row is gone."""
+        cur = self._write("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", (sent_before,))
+        return int(cur.rowcount)
 
+    def outbox_backlog(self) -> int:
+        row = self._read_one("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+        return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------ sessions
     def start_session(self, name: str | None) -> str:
         sid = str(uuid.uuid4())
         self._write("INSERT INTO sessions (id, name, started_at) VALUES (?, ?, ?)", (sid, name, utc_now()))
@@ -437,17 +547,15 @@ class Store:
             sql, args = sql + " AND learner=?", [*args, learner]
         if session_id is not None:
             sql, args = sql + " AND session_id LIKE ?", [*args, session_id + "%"]
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        rows = self._read(sql + " ORDER BY id", args)
         return [{**dict(r), "items": json.loads(r["items"])} for r in rows]
 
     def session(self, session_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT id, name, started_at, ended_at, summary FROM sessions WHERE id=? OR id LIKE ? "
-                "ORDER BY started_at DESC LIMIT 1",
-                (session_id, session_id + "%"),
-            ).fetchone()
+        row = self._read_one(
+            "SELECT id, name, started_at, ended_at, summary FROM sessions WHERE id=? OR id LIKE ? "
+            "ORDER BY started_at DESC LIMIT 1",
+            (session_id, session_id + "%"),
+        )
         if row is None:
             return None
         d = dict(row)
@@ -455,12 +563,11 @@ class Store:
         return d
 
     def session_stats(self, session_id: str) -> dict[str, Any]:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), SUM(status='pending'), "
-                "GROUP_CONCAT(DISTINCT language) FROM records WHERE session_id=?",
-                (session_id,),
-            ).fetchone()
+        (row,) = self._read(  # an aggregate: always exactly one row
+            "SELECT COUNT(*), COALESCE(SUM(duration_s), 0), SUM(status='pending'), "
+            "GROUP_CONCAT(DISTINCT language) FROM records WHERE session_id=?",
+            (session_id,),
+        )
         return {
             "utterances": int(row[0]),
             "speech_s": round(float(row[1]), 2),
@@ -468,38 +575,34 @@ class Store:
             "languages": sorted(x for x in (row[3] or "").split(",") if x),
         }
 
+    # ------------------------------------------------------------------ record lifecycle
     def fail(self, record_id: str, error: str) -> None:
+        """Status 'failed' with its reason; the audio file stays on disk."""
         self._write("UPDATE records SET status='failed', error=? WHERE id=?", (error, record_id))
 
     def delete(self, record_id: str) -> bool:
-        with self._lock:
-            row = self._db.execute("SELECT rowid FROM records WHERE id=?", (record_id,)).fetchone()
+        with self._tx() as db:
+            row = db.execute("SELECT rowid FROM records WHERE id=?", (record_id,)).fetchone()
             if row is None:
                 return False
-            self._write("BEGIN IMMEDIATE")
-            self._db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
-            self._db.execute("DELETE FROM records WHERE id=?", (record_id,))
-            self._db.execute("COMMIT")
-            return True
+            db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
+            db.execute("DELETE FROM records WHERE id=?", (record_id,))
+        return True
 
     # ------------------------------------------------------------------ reading
     def get(self, record_id: str) -> Record | None:
-        with self._lock:
-            row = self._db.execute(f"SELECT {_COLUMNS} FROM records WHERE id=?", (record_id,)).fetchone()
-            if row is None and len(record_id) >= 4:  # a unique prefix, as shown by `history list`
-                rows = self._db.execute(
-                    f"SELECT {_COLUMNS} FROM records WHERE id LIKE ? LIMIT 2", (record_id + "%",)
-                ).fetchall()
-                row = rows[0] if len(rows) == 1 else None
+        row = self._read_one(f"SELECT {_COLUMNS} FROM records WHERE id=?", (record_id,))
+        if row is None and len(record_id) >= 4:  # a unique prefix, as shown by `history list`
+            rows = self._read(f"SELECT {_COLUMNS} FROM records WHERE id LIKE ? LIMIT 2", (record_id + "%",))
+            row = rows[0] if len(rows) == 1 else None
         return _record(row) if row else None
 
     def find_done(self, source: str, fingerprint: str) -> Record | None:
-        with self._lock:
-            row = self._db.execute(
-                f"SELECT {_COLUMNS} FROM records WHERE source=? AND source_fingerprint=? AND status='done' "
-                "ORDER BY created_at DESC LIMIT 1",
-                (source, fingerprint),
-            ).fetchone()
+        row = self._read_one(
+            f"SELECT {_COLUMNS} FROM records WHERE source=? AND source_fingerprint=? AND status='done' "
+            "ORDER BY created_at DESC LIMIT 1",
+            (source, fingerprint),
+        )
         return _record(row) if row else None
 
     def query(
@@ -536,9 +639,7 @@ class Store:
         sql += f" ORDER BY r.created_at {'DESC' if newest_first else 'ASC'}, r.rowid"
         if limit:
             sql += f" LIMIT {int(limit)}"
-        with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        return [_record(r) for r in rows]
+        return [_record(r) for r in self._read(sql, params)]
 
     def iter_all(self, **kwargs: Any) -> Iterator[Record]:
         yield from self.query(newest_first=False, **kwargs)
