@@ -375,7 +375,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.app import App
+    from daemon.core.app import App
     from daemon.audio.source import check_microphone, make_source
 
     settings = load_settings(

@@ -57,6 +57,9 @@ class AsrSettings(Section):
     batch_size: int = Field(8, ge=1, le=64)
     beam_size: int = Field(5, ge=1, le=10)
     live_beam_size: int = Field(5, ge=1, le=10, description="beam for live finals")
+    max_attempts: int = Field(
+        3, ge=1, le=100, description="tries per utterance before it is marked failed (reported on error)"
+    )
     live_short_window: bool = Field(
         True, description="live finals: encode only the utterance (+1 s) first; full 30 s window for Chinese/Japanese"
     )

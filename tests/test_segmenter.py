@@ -89,3 +89,38 @@ def test_block_size_does_not_change_result(block_s: float) -> None:
     base = [(u.start, u.end) for u in segment_stream(iter_decode(path), SileroVad(), VadSettings())]
     got = [(u.start, u.end) for u in segment_stream(iter_decode(path, block_s=block_s), SileroVad(), VadSettings())]
     assert got == base and base
+
+
+def test_back_to_back_utterance_keeps_its_full_preroll() -> None:
+    """Speech that resumes right after an end gets the whole pre-roll (the trailing silence), not one frame."""
+    s = VadSettings(pre_roll_ms=96, post_roll_ms=0, min_silence_ms=320, min_speech_ms=100)
+    seg = Segmenter(s, F)
+    silence = frames_for(320) + 1  # exactly enough to end the first utterance
+    probs = [0.9] * 20 + [0.0] * silence + [0.9] * 20 + [0.0] * 20
+    ends = [e.utterance for e in feed(seg, probs) if isinstance(e, SpeechEnded)]
+    assert len(ends) == 2
+    second = ends[1]
+    assert second.start == (20 + silence - 3) * F  # 3 frames (96 ms) of pre-roll, contiguous with speech
+    assert second.audio[0] == 20 + silence - 3  # the traced frame index: the real preceding audio
+    assert second.audio.size == second.end - second.start
+
+
+def test_jump_ends_the_utterance_and_keeps_offsets_true() -> None:
+    """A gap (idle, drops): the utterance in progress ends at its speech, later utterances carry true offsets
+    and no audio from before the gap is used as pre-roll after it."""
+    s = VadSettings(pre_roll_ms=96, post_roll_ms=64, min_silence_ms=320, min_speech_ms=100)
+    seg = Segmenter(s, F)
+    events: list[object] = []
+    for i in range(30):  # 10 frames silence then speech, cut by the gap mid-speech
+        events += seg.push(np.full(F, i, dtype=np.float32), 0.9 if i >= 10 else 0.0)
+    gap_to = 10 * SAMPLE_RATE  # the stream continues 10 s in
+    events += seg.jump(gap_to)
+    first = [e.utterance for e in events if isinstance(e, SpeechEnded)]
+    assert len(first) == 1 and first[0].end == 30 * F  # ended at the gap, post-roll limited to what was heard
+    for i in range(40):
+        events += seg.push(np.full(F, 100 + i, dtype=np.float32), 0.9 if 5 <= i < 25 else 0.0)
+    events += seg.flush()
+    ends = [e.utterance for e in events if isinstance(e, SpeechEnded)]
+    assert len(ends) == 2
+    assert ends[1].start == gap_to + 2 * F  # pre-roll only from after the gap (2 silent frames were there)
+    assert ends[1].audio[0] == 102 and ends[1].last_voiced == gap_to + 25 * F

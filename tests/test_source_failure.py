@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from conftest import Broker, Recorder, eval_clip
 
-from daemon.app import App
+from daemon.audio.block import Block
+from daemon.core.app import App
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 from daemon.audio.source import SourceError
 from daemon.settings import load_settings
@@ -43,14 +44,14 @@ class ScriptedSource:
             raise SourceError("microphone vanished (device unplugged)")
         self.opens += 1
 
-    def read(self) -> np.ndarray:
+    def read(self) -> Block:
         time.sleep(0.1)
         if self._failing():
             if self.crash:
                 raise RuntimeError("driver bug")
             raise SourceError("microphone read failed: device vanished")
         n = SAMPLE_RATE // 10
-        block = np.take(self.audio, range(self.pos, self.pos + n), mode="wrap").astype(np.float32)
+        block = Block(self.pos, np.take(self.audio, range(self.pos, self.pos + n), mode="wrap").astype(np.float32))
         self.pos += n
         return block
 
@@ -81,7 +82,7 @@ def running(app: App) -> Iterator[tuple[App, threading.Thread]]:
     try:
         yield app, runner
     finally:
-        app.stop_event.set()
+        app.request_stop()
         runner.join(60)
 
 

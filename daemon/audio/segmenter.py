@@ -159,21 +159,41 @@ class Segmenter:
         """End of stream: close the utterance in progress."""
         return self._finish(split=False) if self._in_speech else []
 
+    def jump(self, offset: int) -> list[Event]:
+        """The stream continues at `offset` after a gap (idle time, dropped blocks, lost samples): the utterance
+        in progress ends where its speech ended, and no audio from before the gap is carried across it."""
+        events = self.flush()
+        self._pre.clear()
+        self._pos = max(self._pos, offset)
+        return events
+
     def _finish(self, split: bool) -> list[Event]:
         audio = np.concatenate(self._frames)
         end = min(self._last_voiced + self.post_roll, self._pos)
         audio = audio[: end - self._start]
         voiced = self._voiced
         utt = Utterance(self._start, end, audio, self._last_voiced, split)
-        # the frames after `end` are silence: they become the pre-roll of what follows
-        tail = self._pos - end
+        # the silent frames after the last voiced one become the pre-roll of whatever follows
+        trailing = self._silent_tail()
         self._reset_utterance()
-        if self._pre_frames and tail > 0:
-            self._pre.clear()
+        self._pre.clear()
+        if self._pre_frames:
+            self._pre.extend(trailing)
         if voiced < self.min_speech:
             self.dropped_short += 1
             return []
         return [SpeechEnded(utt)]
+
+    def _silent_tail(self) -> list[tuple[Audio, float]]:
+        """The frames of the utterance in progress that start at or after its last voiced sample."""
+        tail: list[tuple[Audio, float]] = []
+        end = self._pos
+        for frame, prob in zip(reversed(self._frames), reversed(self._probs), strict=True):
+            end -= frame.size
+            if end < self._last_voiced or len(tail) >= self._pre_frames:
+                break
+            tail.append((frame, prob))
+        return tail[::-1]
 
     def _split(self) -> list[Event]:
         """Cut at the quietest stretch of the later half; the rest starts the next utterance."""

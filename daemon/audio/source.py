@@ -1,6 +1,8 @@
 """Audio sources: the AudioSource protocol, a microphone through PortAudio (pyaudio), and a file played as a
-microphone at real speed (or N times faster). Every source yields 16 kHz mono float32 blocks and maps a
-sample offset to the wall-clock time at which that sample was heard.
+microphone at real speed (or N times faster). Every source yields 16 kHz mono float32 blocks stamped with their
+sample offset in the stream (`Block`), and maps an offset to the wall-clock time at which that sample was heard:
+the one place where wall-clock times come from. Samples a source loses (a microphone overflow, a device that
+vanished for a while) leave a gap in the offsets, so later times stay true.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from daemon.audio.block import Block
 from daemon.audio.decode import SAMPLE_RATE, Audio, iter_decode
 from daemon.errors import AsrboxError
 
@@ -24,6 +27,7 @@ log = logging.getLogger(__name__)
 
 BLOCK_S = 0.1
 MAX_AHEAD_S = 0.5
+GAP_AFTER_S = 0.25  # a microphone this far behind the clock has lost samples: the offset jumps (a gap)
 
 
 class SourceError(AsrboxError):
@@ -39,12 +43,13 @@ class AudioSource(Protocol):
 
     def open(self) -> None: ...
 
-    def read(self) -> Audio | None:
-        """The next block (about 100 ms); None at the end of a finite source. Raises SourceError."""
+    def read(self) -> Block | None:
+        """The next block (about 100 ms) with its stream offset; None at the end of a finite source.
+        Raises SourceError."""
         ...
 
     def wall_time(self, sample: int) -> float:
-        """Epoch seconds at which stream sample `sample` was heard."""
+        """Epoch seconds at which stream sample `sample` (an offset) was heard."""
         ...
 
     def close(self) -> None: ...
@@ -83,7 +88,7 @@ class FileSource:
         self._t0 = time.monotonic() - self._pos / (SAMPLE_RATE * self.speed)
         self._wall0 = time.time() - self._pos / (SAMPLE_RATE * self.speed)
 
-    def read(self) -> Audio | None:
+    def read(self) -> Block | None:
         assert self._blocks is not None, "open() first"
         while self._buf.size < self._block:
             nxt = next(self._blocks, None)
@@ -92,8 +97,9 @@ class FileSource:
             self._buf = np.concatenate([self._buf, nxt])
         if self._buf.size == 0:
             return None
-        block, self._buf = self._buf[: self._block], self._buf[self._block :]
-        self._pos += block.size
+        pcm, self._buf = self._buf[: self._block], self._buf[self._block :]
+        block = Block(self._pos, pcm)
+        self._pos += pcm.size
         due = self._t0 + self._pos / (SAMPLE_RATE * self.speed)
         delay = due - time.monotonic()
         if delay > 0:
@@ -243,8 +249,12 @@ class MicrophoneSource:
 
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         log.info("microphone %r open at %d Hz, %d channel(s)", dev.name, rate, channels)
-        self._wall0 = time.time() - self._samples / SAMPLE_RATE
-        self._mono0 = time.monotonic() - self._samples / SAMPLE_RATE
+        if not self._mono0:  # the stream's clock starts at the first open and runs on through reopens
+            self._wall0, self._mono0 = time.time(), time.monotonic()
+        self._samples = max(self._samples, self._clock_samples())  # the time the device was away is a gap
+
+    def _clock_samples(self) -> int:
+        return int((time.monotonic() - self._mono0) * SAMPLE_RATE)
 
     def _format(self, dev: InputDevice) -> tuple[int, int]:
         import pyaudio
@@ -267,7 +277,7 @@ class MicrophoneSource:
                 continue
         raise SourceError(f"microphone {dev.name!r} offers no usable 16-bit format")
 
-    def read(self) -> Audio | None:
+    def read(self) -> Block | None:
         if self._stream is None:
             raise SourceError("microphone is not open")
         try:
@@ -286,13 +296,27 @@ class MicrophoneSource:
             frame.sample_rate = self._rate
             parts = [f.to_ndarray().reshape(-1) for f in self._resampler.resample(frame)]
             out = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
-        self._samples += out.size
+        block = Block(self._offset(out.size), out)
+        self._samples = block.end
         # A real microphone cannot run ahead of the clock; a device that dumps a buffer or a file
         # (ALSA `file` pcm, virtual devices) can. Hold it to real time so nothing overflows downstream.
         ahead = self._samples / SAMPLE_RATE - (time.monotonic() - self._mono0) - MAX_AHEAD_S
         if ahead > 0:
             time.sleep(ahead)
-        return out
+        return block
+
+    def _offset(self, size: int) -> int:
+        """The offset of a block just read: next in line, unless the device lost samples (an overflow while we
+        were slow): then the block is the newest audio, and the samples before it are a gap."""
+        try:
+            waiting = int(self._stream.get_read_available() * SAMPLE_RATE / self._rate)
+        except (OSError, ValueError, AttributeError):
+            waiting = 0
+        lost = self._clock_samples() - waiting - (self._samples + size)
+        if lost > GAP_AFTER_S * SAMPLE_RATE:
+            log.warning("microphone overflow: %.2f s of audio lost (a gap in the stream)", lost / SAMPLE_RATE)
+            return self._samples + lost
+        return self._samples
 
     def wall_time(self, sample: int) -> float:
         return self._wall0 + sample / SAMPLE_RATE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -24,9 +25,9 @@ class Lines(Protocol):
 
 
 class _Controls(Protocol):
-    def submit(self, action: Any) -> None: ...
-    def toggle_listening(self) -> None: ...
-    def new_session(self) -> None: ...
+    def submit(self, action: Callable[[], object]) -> None: ...
+    def toggle_listening(self) -> Awaitable[None]: ...
+    def new_session(self) -> Awaitable[None]: ...
 
 
 class GpiodLines:

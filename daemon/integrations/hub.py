@@ -1,15 +1,16 @@
 """The optional integrations in one place, so the app has a single seam for them.
 
-The app calls in: `start()` after MQTT is set up, `on_connect()`, `on_final()` (ASR thread), `on_state()`,
-`on_failure()`, `stop()`. Integrations act on the daemon only through `Controls`, and only on the app's main
-thread (`submit` queues the action there), so sessions are never started from paho's or a GPIO thread.
+The core calls in, on its event loop: `start()` after MQTT is set up, `on_connect()`, `on_final()`,
+`on_state()`, `on_failure()`, `stop()`. Integrations act on the daemon only through `Controls`, and only on
+the loop (`submit` queues the action there, in order with commands), so sessions are never started from
+paho's or a GPIO thread. They hold no state the core needs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from daemon.integrations import hermes
@@ -24,11 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class Controls(Protocol):
-    def submit(self, action: Callable[[], None]) -> None: ...
-    def start_listening(self) -> None: ...
-    def stop_listening(self) -> None: ...
-    def toggle_listening(self) -> None: ...
-    def new_session(self) -> None: ...
+    def submit(self, action: Callable[[], object]) -> None: ...
+    def start_listening(self) -> Awaitable[None]: ...
+    def stop_listening(self) -> Awaitable[None]: ...
+    def toggle_listening(self) -> Awaitable[None]: ...
+    def new_session(self) -> Awaitable[None]: ...
     @property
     def session_id(self) -> str | None: ...
 
@@ -85,7 +86,7 @@ class Integrations:
             self.client.publish(hermes.ERROR, json.dumps(body, ensure_ascii=False), qos=1)
 
     def on_final(self, text: str, language: str, duration_s: float, record_id: str, likelihood: float) -> None:
-        """ASR thread: Hermes textCaptured and pronunciation scoring for a final."""
+        """On the loop: Hermes textCaptured and pronunciation scoring for a final."""
         h = self.hermes
         if h is not None and h.enabled:
             body = hermes.text_captured(text, duration_s, h.site_id, h.session_id, likelihood)
@@ -132,10 +133,11 @@ class Integrations:
         if req is not None:
             self.controls.submit(lambda: self._hermes_request(req))
 
-    def _hermes_request(self, req: hermes.HermesRequest) -> None:
+    def _hermes_request(self, req: hermes.HermesRequest) -> Awaitable[None] | None:
         assert self.hermes is not None
         action = self.hermes.handle(req)
         if action == "start":
-            self.controls.start_listening()
-        elif action == "stop":
-            self.controls.stop_listening()
+            return self.controls.start_listening()
+        if action == "stop":
+            return self.controls.stop_listening()
+        return None

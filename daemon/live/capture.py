@@ -1,72 +1,81 @@
-"""Capture thread: source -> bounded queue (drop-oldest, counted). Reopens a failed source with backoff."""
+"""Capture thread: source -> bounded queue (drop-oldest, counted). Reopens a failed source with backoff.
+
+Each block carries its stream offset (stamped by the source), so a dropped block is a gap downstream, not a
+shift of every later time. `position` is the end offset of the newest block captured.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
-import numpy as np
-
-from daemon.audio.decode import Audio
+from daemon.audio.block import END_OF_STREAM, Block
 from daemon.audio.source import AudioSource
 from daemon.errors import AsrboxError
+from daemon.live.events import Post, SourceState
 from daemon.live.plumbing import DropOldestQueue, Heartbeat
 
 log = logging.getLogger(__name__)
 
-END: Audio = np.zeros(0, dtype=np.float32)  # marker (by identity) put on the queue when a source ends
 BACKOFF_MAX_S = 2.0
 
 
 class Capture(threading.Thread):
-    def __init__(
-        self,
-        source: AudioSource,
-        out: DropOldestQueue[Audio],
-        on_state: Callable[[bool, str | None], None],
-        stop: threading.Event,
-    ) -> None:
+    def __init__(self, source: AudioSource, out: DropOldestQueue[Block], post: Post) -> None:
         super().__init__(name="capture", daemon=True)
         self.source = source
         self.out = out
-        self.on_state = on_state
-        self.stop_event = stop
+        self.post = post
+        self.stop_event = threading.Event()
         self.heartbeat = Heartbeat("capture", 10.0)
-        self.opened = False
+        self.opened = threading.Event()
         self.ended = False
         self.failures = 0
+        self.position = 0
 
     def run(self) -> None:
+        try:
+            self._run()
+        finally:
+            self.source.close()
+
+    def _run(self) -> None:
         backoff = 0.25
         while not self.stop_event.is_set():
-            if not self.opened:
-                try:
-                    self.source.open()
-                except AsrboxError as exc:
-                    self.failures += 1
-                    self.on_state(False, str(exc))
-                    self.heartbeat.beat()  # waiting for the source is a known state
+            if not self.opened.is_set():
+                if not self._open():
                     self.stop_event.wait(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                     continue
-                self.opened = True
                 backoff = 0.25
-                self.on_state(True, None)
             try:
                 block = self.source.read()
             except AsrboxError as exc:
                 log.warning("audio source failed: %s; reopening", exc)
-                self.failures += 1
-                self.on_state(False, str(exc))
+                self._failed(str(exc))
                 self.source.close()
-                self.opened = False
+                self.opened.clear()
                 continue
             self.heartbeat.beat()
             if block is None:
                 self.ended = True
-                self.out.put(END)
+                self.out.put(END_OF_STREAM)
                 log.info("audio source %s ended", self.source.name)
-                break
+                return
+            self.position = block.end
             self.out.put(block)
-        self.source.close()
+
+    def _open(self) -> bool:
+        try:
+            self.source.open()
+        except AsrboxError as exc:
+            self._failed(str(exc))
+            self.heartbeat.beat()  # waiting for the source is a known state
+            return False
+        self.opened.set()
+        self.post(SourceState(True, None))
+        return True
+
+    def _failed(self, reason: str) -> None:
+        self.failures += 1
+        self.post(SourceState(False, reason))

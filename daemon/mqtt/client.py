@@ -1,6 +1,9 @@
-"""The MQTT port: paho-mqtt 2.x with birth/last will on `status`, TLS, credentials and reconnect backoff.
+"""The MQTT port: paho-mqtt 2.x with birth/last will on `status`, TLS, credentials and a short reconnect delay.
 
-paho runs its own network thread (`loop_start`); callbacks only hand work over, never block.
+paho runs its own network thread (`loop_start`); its callbacks only post values to the core's loop
+(`MqttConnected`, `MqttDisconnected`, `MqttAcked`, `Command`) and never touch state. A QoS 1 message handed to
+paho stays paho's until the broker acknowledges it (paho re-sends it itself after a reconnect), so the core
+never publishes the same final twice: it waits for `MqttAcked(mid)`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from daemon.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 MAX_COMMAND_BYTES = 64 * 1024
+# Reconnect at most this long after the broker is back (paho's own backoff grows to 30 s and more).
+RECONNECT_DELAY_S = 1
 
 
 @dataclass(frozen=True)
@@ -32,13 +37,25 @@ class Command:
     correlation_data: bytes | None = None
 
 
+@dataclass(frozen=True)
+class MqttConnected:
+    pass
+
+
+@dataclass(frozen=True)
+class MqttDisconnected:
+    reason: str
+
+
+@dataclass(frozen=True)
+class MqttAcked:
+    mid: int
+
+
 class Publisher(Protocol):
     def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool: ...
 
-    def publish_confirmed(self, topic: str, payload: str | bytes, timeout: float) -> bool: ...
-
-    @property
-    def connected(self) -> bool: ...
+    def publish_tracked(self, topic: str, payload: str | bytes) -> int | None: ...
 
 
 class MqttClient:
@@ -46,8 +63,7 @@ class MqttClient:
         self,
         settings: MqttSettings,
         topics: Topics,
-        on_command: Callable[[Command], None],
-        on_connect: Callable[[], None],
+        post: Callable[[object], None],
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -55,9 +71,8 @@ class MqttClient:
         self._mqtt = mqtt
         self.settings = settings
         self.topics = topics
-        self._on_command = on_command
-        self._on_connect_cb = on_connect
-        self._connected = threading.Event()
+        self._post = post
+        self._connected = threading.Event()  # for the clean stop only; the core keeps its own view
         self._stopping = False
         self.v5 = settings.protocol == "5"
         client = mqtt.Client(
@@ -68,7 +83,7 @@ class MqttClient:
         )
         client.enable_logger(logging.getLogger("daemon.mqtt.paho"))
         client.will_set(topics.status, "offline", qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=RECONNECT_DELAY_S, max_delay=RECONNECT_DELAY_S)
         client.max_queued_messages_set(1000)  # paho's own queue: bounded; QoS 0 extras are dropped
         if settings.username:
             pw = settings.password()
@@ -87,6 +102,7 @@ class MqttClient:
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
         self._client = client
 
     def route(self, topic_filter: str, handler: Callable[[str, bytes, bool], None]) -> None:
@@ -112,30 +128,18 @@ class MqttClient:
         self._client.disconnect()
         self._client.loop_stop()
 
-    @property
-    def connected(self) -> bool:
-        return self._connected.is_set()
-
-    def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
-
     # ------------------------------------------------------------------ publishing
     def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> bool:
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         return bool(info.rc == self._mqtt.MQTT_ERR_SUCCESS)
 
-    def publish_confirmed(self, topic: str, payload: str | bytes, timeout: float) -> bool:
-        """QoS 1 publish that returns True once the broker acknowledged it."""
-        if not self._connected.is_set():
-            return False
+    def publish_tracked(self, topic: str, payload: str | bytes) -> int | None:
+        """QoS 1 publish whose acknowledgement comes back as `MqttAcked(mid)`: the message id, or None when paho
+        did not take the message (its queue is full). A message paho took is never to be published again."""
         info = self._client.publish(topic, payload, qos=1, retain=False)
-        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
-            return False
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError):
-            return False
-        return bool(info.is_published())
+        if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+            return None
+        return int(info.mid)
 
     def reply(self, cmd: Command, body: dict[str, Any]) -> None:
         data = json.dumps(body, ensure_ascii=False)
@@ -160,15 +164,16 @@ class MqttClient:
         client.subscribe(self.topics.commands, qos=1)
         for topic_filter, _ in self._routes:
             client.subscribe(topic_filter, qos=1)
-        try:
-            self._on_connect_cb()
-        except Exception:
-            log.exception("MQTT: on-connect handler failed")
+        self._post(MqttConnected())
 
     def _handle_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if self._connected.is_set() and not self._stopping:
-            log.warning("MQTT: disconnected (%s); reconnecting with backoff", reason)
+            log.warning("MQTT: disconnected (%s); reconnecting", reason)
         self._connected.clear()
+        self._post(MqttDisconnected(str(reason)))
+
+    def _handle_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
+        self._post(MqttAcked(int(mid)))
 
     def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
         name = self.topics.command_name(msg.topic)
@@ -177,11 +182,11 @@ class MqttClient:
                 if self._mqtt.topic_matches_sub(topic_filter, msg.topic):
                     try:
                         handler(msg.topic, bytes(msg.payload), bool(msg.retain))
-                    except Exception:
-                        log.exception("MQTT: handler for %s failed", topic_filter)
+                    except Exception as exc:  # a foreign message must not stop paho's thread
+                        log.warning("MQTT: handler for %s failed: %s", topic_filter, exc)
             return
         props = getattr(msg, "properties", None)
-        self._on_command(
+        self._post(
             Command(
                 name=name,
                 payload=bytes(msg.payload),

@@ -1,0 +1,550 @@
+"""The daemon's core: one asyncio event loop that owns all mutable state.
+
+State, the session, hotwords, the command queue, the outbox publisher and every side effect on the outside
+world (store writes, MQTT publishes) belong to the loop. Threads do only what blocks - capture, VAD and
+segmenting, inference - and post immutable values to the loop (`daemon.live.events`); paho's network thread
+posts MQTT events the same way. Nothing here is guarded by a lock, because only the loop writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from daemon import __version__
+from daemon.asr.engine import Engine, load_engine
+from daemon.audio.block import Block
+from daemon.audio.source import AudioSource
+from daemon.audio.vad import load_vad
+from daemon.core.commands import CommandDesk
+from daemon.core.outbox import Outbox
+from daemon.core.utterances import Utterances
+from daemon.errors import AsrboxError
+from daemon.integrations.hub import Integrations
+from daemon.live.capture import Capture
+from daemon.live.events import (
+    DecodeContext,
+    FinalError,
+    FinalText,
+    ListenerIdle,
+    PartialText,
+    SourceEnded,
+    SourceState,
+    SpeechEdge,
+    UtteranceEnded,
+)
+from daemon.live.listener import Listener
+from daemon.live.partials import PartialTracker
+from daemon.live.plumbing import DropOldestQueue
+from daemon.live.worker import AsrWorker
+from daemon.mqtt import payloads
+from daemon.mqtt.client import Command, MqttAcked, MqttClient, MqttConnected, MqttDisconnected
+from daemon.mqtt.topics import Topics
+from daemon.sdnotify import Notifier
+from daemon.settings import Settings
+from daemon.store.audio import remove_partials
+from daemon.store.db import Store, iso, utc_now
+from daemon.store.retention import Retention
+from daemon.text.pipeline import TextPipeline
+from daemon.transcript import DecodeOptions
+
+log = logging.getLogger(__name__)
+
+CAPTURE_QUEUE_BLOCKS = 100  # 10 s of 100 ms blocks
+DIAGNOSTICS_EVERY_S = 60.0
+RETENTION_EVERY_S = 60.0
+TICK_S = 0.5
+LISTENER_ANSWER_S = 5.0
+DRAIN_WORKER_S = 10.0
+DRAIN_OUTBOX_S = 3.0
+EX_SOFTWARE = 70
+MAX_TRACKERS = 8
+
+
+class App:
+    def __init__(self, settings: Settings, source: AudioSource, exit_at_end: bool = False) -> None:
+        self.settings = settings
+        self.source = source
+        self.exit_at_end = exit_at_end
+        self.topics = Topics(settings.mqtt.prefix, settings.mqtt.device_id)
+        self.notifier = Notifier()
+        self.started_mono = time.monotonic()
+        # ---- state owned by the loop
+        self.state = "idle"
+        self.reason: str | None = None
+        self.since = utc_now()
+        self.session_id: str | None = None
+        self.listening = False
+        self.language = settings.asr.language
+        self.hotwords: tuple[str, ...] = ()  # the session's, set over MQTT
+        self.box_hotwords = settings.text.terms()
+        self.connected = False
+        self.source_ended = False
+        self.disk_free_mb = -1
+        self._languages: deque[str] = deque(maxlen=5)  # of the latest finals: a prior for language detection
+        self._trackers: dict[str, PartialTracker] = {}  # utterances with partials and no final yet (a few)
+        self._idle_waiters: dict[int, asyncio.Future[None]] = {}
+        self._tokens = 0
+        self._state_backlog = 0
+        self._state_published = 0.0
+        self._fatal: BaseException | None = None
+        self._stop_requested = threading.Event()  # set from any thread; the loop notices on its next tick
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------ building
+    def _build(self) -> None:
+        s = self.settings
+        self.store = Store(s.store.path)
+        removed = remove_partials(s.store.path)
+        if removed:
+            log.info("removed %d half-written audio file(s) left by a crash", removed)
+        self.notifier.status("loading the model")
+        self.engine: Engine = load_engine(s.asr)
+        self.text = TextPipeline(s.text, s.asr.cache_dir)
+        threading.Thread(target=self.text.warm, name="itn-warm", daemon=True).start()
+        self.blocks: DropOldestQueue[Block] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)
+        self.client = MqttClient(s.mqtt, self.topics, self.post)
+        self.outbox = Outbox(self.store, self.client, self.topics.final)
+        self.capture = Capture(self.source, self.blocks, self.post)
+        self.worker = AsrWorker(self.engine, self.text, self.context(), self.post)
+        self.listener = Listener(self.blocks, load_vad(s.vad.engine), s.vad, self.post, self.worker)
+        self.utterances = Utterances(self)
+        self.desk = CommandDesk(self)
+        self.integrations = Integrations(s, self.topics, self.client, self.store, self)
+        self.retention = Retention(self.store, s.store)
+
+    def context(self) -> DecodeContext:
+        """What recognition depends on now: language, hotwords (box + session), recent language."""
+        terms = tuple(dict.fromkeys((*self.box_hotwords, *self.hotwords)))
+        asr = self.settings.asr
+        options = DecodeOptions(
+            language=None if self.language == "auto" else self.language,
+            hotwords=self.text.engine_hotwords(terms),
+            beam_size=asr.live_beam_size,
+            short_first=asr.live_short_window,
+            language_hint=self._recent_language(),
+        )
+        return DecodeContext(options, terms)
+
+    def refresh_context(self) -> None:
+        self.worker.set_context(self.context())
+
+    def _recent_language(self) -> str | None:
+        recent = list(self._languages)
+        if len(recent) < 2:
+            return None
+        best = max(set(recent), key=recent.count)
+        return best if recent.count(best) * 2 > len(recent) else None
+
+    # ------------------------------------------------------------------ running
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT, `request_stop()`, or (with exit_at_end) the end of the source."""
+        return asyncio.run(self._main())
+
+    def request_stop(self) -> None:
+        """Thread-safe: ask the daemon to shut down in order."""
+        self._stop_requested.set()
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(stop.set)
+
+    def post(self, event: object) -> None:
+        """Thread-safe: hand a value from a thread to the loop."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: shutting down
+                loop.call_soon_threadsafe(self._on_event, event)
+
+    def submit(self, action: Callable[[], object]) -> None:
+        """Thread-safe: run `action` on the loop, in order with commands (integrations, GPIO)."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self.desk.intake, action)
+
+    async def _main(self) -> int:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        self._build()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await self._start()
+            tasks = [asyncio.create_task(self._ticker(), name="ticker"), self.desk.start()]
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            for t in tasks:
+                if t.done() and t.exception() is not None:
+                    self._fail_hard(t.exception())
+        except Exception as exc:
+            self._fail_hard(exc)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await self._shutdown()
+        return EX_SOFTWARE if self._fatal is not None else 0
+
+    def _fail_hard(self, exc: BaseException | None) -> None:
+        """An unexpected error in the loop: log it and shut down in order (systemd restarts the daemon)."""
+        if exc is None:
+            return
+        self._fatal = exc
+        log.error("internal error, shutting down in order: %s: %s", type(exc).__name__, exc)
+        log.debug("internal error", exc_info=exc)
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _start(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        if self._stop_requested.is_set():
+            assert self._stop is not None
+            self._stop.set()
+        self.integrations.start()  # registers its subscriptions before the first connect
+        self.client.start()
+        self.utterances.recover()
+        for t in (self.worker, self.listener, self.capture):
+            t.start()
+        if self.settings.session.listen_on_start:
+            await self.start_session(None, None)
+        await asyncio.to_thread(self.capture.opened.wait, 10.0)
+        self.notifier.ready(self._status_line())
+        log.info("asrbox %s running: device %s, source %s", __version__, self.topics.root, self.source.name)
+
+    async def _shutdown(self) -> None:
+        """SIGTERM: capture stops -> the utterance in progress is flushed and persisted -> the worker finishes
+        what it holds before a deadline (the rest stays pending) -> session closed -> the outbox drains briefly
+        -> offline -> disconnect -> checkpoint. Each step runs even if an earlier one failed."""
+        self.notifier.stopping()
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("capture", self._stop_capture),
+            ("listener", self._stop_listener),
+            ("worker", self._stop_worker),
+            ("session", self._close_session),
+            ("outbox", self._drain_outbox),
+            ("state", self._final_state),
+            ("integrations", self._stop_integrations),
+            ("mqtt", self._stop_mqtt),
+            ("engine", self._close_engine),
+            ("store", self._close_store),
+        ]
+        for name, step in steps:
+            try:
+                await step()
+            except Exception as exc:
+                log.error("shutdown: %s: %s", name, exc)
+        log.info("asrbox stopped")
+
+    async def _stop_capture(self) -> None:
+        self.capture.stop_event.set()
+        await asyncio.to_thread(self.capture.join, 2.0)
+
+    async def _stop_listener(self) -> None:
+        self.listener.stop_event.set()
+        await asyncio.to_thread(self.listener.join, 5.0)
+        await asyncio.sleep(0)  # let the events it posted last (its final utterance) run
+
+    async def _stop_worker(self) -> None:
+        deadline = time.monotonic() + DRAIN_WORKER_S
+        while self.utterances.backlog and time.monotonic() < deadline and self.worker.is_alive():
+            await asyncio.sleep(0.05)
+        self.worker.stop()
+        await asyncio.to_thread(self.worker.join, 5.0)
+        await asyncio.sleep(0)
+
+    async def _close_session(self) -> None:
+        if self.session_id:
+            await self.stop_session()
+
+    async def _drain_outbox(self) -> None:
+        await self.outbox.drain(DRAIN_OUTBOX_S)
+
+    async def _final_state(self) -> None:
+        self.set_state("idle", "stopped")
+
+    async def _stop_integrations(self) -> None:
+        self.integrations.stop()
+
+    async def _stop_mqtt(self) -> None:
+        await asyncio.to_thread(self.client.stop)
+
+    async def _close_engine(self) -> None:
+        self.engine.close()
+
+    async def _close_store(self) -> None:
+        self.store.close()
+
+    # ------------------------------------------------------------------ the loop's clock
+    async def _ticker(self) -> None:
+        next_diag = time.monotonic() + 5.0
+        next_retention = time.monotonic()
+        retention: asyncio.Task[None] | None = None
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._supervise()
+            self.outbox.pump()
+            now = time.monotonic()
+            if now >= next_retention and (retention is None or retention.done()):
+                retention = asyncio.create_task(self._retention())
+                next_retention = now + RETENTION_EVERY_S
+            if now >= next_diag:
+                self._diagnostics()
+                next_diag = now + DIAGNOSTICS_EVERY_S
+            self._backlog_changed()
+            if self.exit_at_end and self.source_ended and self.utterances.backlog == 0:
+                log.info("source ended and every utterance is transcribed; exiting")
+                assert self._stop is not None
+                self._stop.set()
+
+    # ------------------------------------------------------------------ health
+    def stages(self) -> list[Any]:
+        return [self.capture, self.listener, self.worker]
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        for t in self.stages():
+            finished_ok = t in (self.capture, self.listener) and self.listener.ended.is_set()
+            if not finished_ok and (not t.is_alive() or not t.heartbeat.healthy(now)):
+                return False
+        return True
+
+    def _supervise(self) -> None:
+        if self.healthy():
+            self.notifier.watchdog()
+            return
+        dead = [t.name for t in self.stages() if not t.is_alive() or not t.heartbeat.healthy()]
+        if self.state != "error":
+            log.error("stage(s) not making progress: %s; withholding the watchdog", ", ".join(dead))
+            self.set_state("error", f"stage stalled: {', '.join(dead)}")
+
+    async def _retention(self) -> None:
+        try:
+            status = await asyncio.to_thread(self.retention.run)
+        except AsrboxError as exc:
+            log.error("retention: %s", exc)
+            return
+        self.disk_free_mb = status.free_mb
+        u = self.utterances
+        if status.low and u.archive_audio:
+            u.archive_audio = False
+            msg = f"disk low: {status.free_mb} MB free (< {self.settings.store.min_free_mb}); audio not archived"
+            self.failure("disk_low", msg)
+            self.set_state(self.state, msg)
+        elif not status.low and not u.archive_audio:
+            u.archive_audio = True
+            log.info("disk space back (%d MB free): archiving audio again", status.free_mb)
+            self.set_state(self.state, None)
+
+    def _backlog_changed(self) -> None:
+        """`state` carries the backlog: republish when it changes (at most every 2 s)."""
+        now = time.monotonic()
+        if self.utterances.backlog != self._state_backlog and now - self._state_published >= 2.0:
+            self._publish_state()
+
+    def _status_line(self) -> str:
+        return f"{self.state}; backlog {self.utterances.backlog}; outbox {self.outbox.backlog()}"
+
+    def _diagnostics(self) -> None:
+        lat = list(self.outbox.latencies_ms)
+        data = {
+            "uptime_s": round(time.monotonic() - self.started_mono, 1),
+            "backlog": self.utterances.backlog,
+            "outbox": self.outbox.backlog(),
+            "dropped_frames": self.blocks.dropped,
+            "dropped_partials": self.worker.partials_dropped,
+            "disk_free_mb": self.retention.free_mb(),
+            "last_rtf": self.worker.last_rtf,
+            "latency_ms_p50": statistics.median(lat) if lat else None,
+            "finals": self.utterances.done,
+            "source_failures": self.capture.failures,
+            "asr_failures": self.worker.failures,
+            "utterances_failed": self.utterances.failed,
+            "commands_dropped": self.desk.dropped,
+            "archiving_audio": self.utterances.archive_audio,
+        }
+        self.client.publish(self.topics.diagnostics, json.dumps(data), qos=0, retain=True)
+        self.notifier.status(self._status_line())
+
+    # ------------------------------------------------------------------ state and sessions
+    def set_state(self, state: str, reason: str | None) -> None:
+        if (state, reason) == (self.state, self.reason):
+            return
+        self.state, self.reason, self.since = state, reason, utc_now()
+        self._publish_state()
+        self.integrations.on_state(state)
+
+    def _publish_state(self) -> None:
+        self._state_backlog = self.utterances.backlog
+        self._state_published = time.monotonic()
+        body = payloads.state(self.state, self.session_id, self.reason, self.since, self._state_backlog)
+        self.client.publish(self.topics.state, json.dumps(body), qos=1, retain=True)
+
+    async def start_session(self, name: str | None, language: str | None) -> str:
+        if self.session_id is None:
+            self.session_id = self.store.start_session(name)
+            self._publish_session("started", self.store.session(self.session_id) or {})
+        if language:
+            self.language = language
+            self.refresh_context()
+        if not self.listening:
+            self.listening = True
+            self.listener.listen(True, self.capture.position)
+        source_ok = self.state != "error" or not (self.reason or "").startswith("source:")
+        self.set_state("listening" if source_ok else "error", None if source_ok else self.reason)
+        return self.session_id
+
+    async def stop_session(self) -> dict[str, Any]:
+        if self.listening:
+            self.listening = False
+            await self._listener_idle()  # the utterance in progress is persisted into this session first
+        sid = self.session_id
+        if sid is None:
+            return {}
+        self.session_id = None
+        info = self.store.end_session(sid, self.store.session_stats(sid))
+        self._publish_session("stopped", info)
+        if self.state != "error":
+            self.set_state("idle", None)
+        return info
+
+    async def _listener_idle(self) -> None:
+        """Stop analysing at the current stream position and wait until the listener has flushed."""
+        if not self.listener.is_alive():
+            return
+        self._tokens += 1
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._idle_waiters[self._tokens] = waiter
+        self.listener.listen(False, self.capture.position, self._tokens)
+        try:
+            await asyncio.wait_for(waiter, LISTENER_ANSWER_S)
+        except TimeoutError:
+            log.warning("the segmenter did not answer within %.0f s", LISTENER_ANSWER_S)
+        finally:
+            self._idle_waiters.pop(self._tokens, None)
+
+    def _publish_session(self, event: str, info: dict[str, Any]) -> None:
+        body = {
+            "event": event,
+            "session_id": info.get("id"),
+            "name": info.get("name"),
+            "started_at": info.get("started_at"),
+            "ended_at": info.get("ended_at"),
+            "summary": info.get("summary") or {},
+        }
+        self.client.publish(self.topics.session, json.dumps(body, ensure_ascii=False), qos=1)
+
+    def failure(self, code: str, message: str, context: dict[str, Any] | None = None) -> None:
+        log.error("%s: %s", code, message)
+        self.client.publish(self.topics.error, json.dumps(payloads.error(code, message, context)), qos=1)
+        self.integrations.on_failure(code, message)
+
+    # ------------------------------------------------------------------ controls (integrations, GPIO)
+    async def start_listening(self) -> None:
+        await self.start_session(None, None)
+
+    async def stop_listening(self) -> None:
+        await self.stop_session()
+
+    async def toggle_listening(self) -> None:
+        if self.listening:
+            await self.stop_session()
+        else:
+            await self.start_session(None, None)
+
+    async def new_session(self) -> None:
+        await self.stop_session()
+        await self.start_session(None, None)
+
+    def note_language(self, language: str) -> None:
+        if language:
+            self._languages.append(language)
+            self.refresh_context()
+
+    # ------------------------------------------------------------------ events from threads
+    def _on_event(self, ev: object) -> None:
+        try:
+            self._dispatch(ev)
+        except Exception as exc:
+            self._fail_hard(exc)
+
+    def _dispatch(self, ev: object) -> None:
+        if isinstance(ev, MqttAcked):
+            self.outbox.acked(ev.mid)
+        elif isinstance(ev, UtteranceEnded):
+            self.utterances.ended(ev)
+        elif isinstance(ev, FinalText):
+            self.utterances.transcribed(ev)
+        elif isinstance(ev, FinalError):
+            self.utterances.failed_once(ev)
+        elif isinstance(ev, SpeechEdge):
+            self._speech(ev)
+        elif isinstance(ev, PartialText):
+            self._partial(ev)
+        elif isinstance(ev, Command):
+            self.desk.intake(ev)
+        elif isinstance(ev, ListenerIdle):
+            waiter = self._idle_waiters.get(ev.token)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+        elif isinstance(ev, SourceState):
+            self._source_state(ev)
+        elif isinstance(ev, SourceEnded):
+            self.source_ended = True
+        elif isinstance(ev, MqttConnected):
+            self._connected()
+        elif isinstance(ev, MqttDisconnected):
+            self.connected = self.outbox.connected = False
+
+    def _connected(self) -> None:
+        self.connected = self.outbox.connected = True
+        self._publish_state()
+        self.integrations.on_connect()
+        self.outbox.pump()
+
+    def _speech(self, ev: SpeechEdge) -> None:
+        self.client.publish(self.topics.speech, "ON" if ev.on else "OFF", qos=0)
+        if ev.on:
+            self._trackers[ev.utterance_id] = PartialTracker.new()
+            while len(self._trackers) > MAX_TRACKERS:
+                self._trackers.pop(next(iter(self._trackers)))
+
+    def final_decided(self, utterance_id: str) -> None:
+        """The utterance's final is stored (or it failed): no partial of it is published any more."""
+        self._trackers.pop(utterance_id, None)
+
+    def _partial(self, ev: PartialText) -> None:
+        tracker = self._trackers.get(ev.utterance_id)
+        if tracker is None or not self.listening:
+            return  # its final is already out, or listening stopped
+        stable, unstable, rev = tracker.update(ev.text)
+        started = iso(datetime.fromtimestamp(self.source.wall_time(ev.start), UTC))
+        body = payloads.partial(self.session_id, ev.utterance_id, rev, stable, unstable, started)
+        self.client.publish(self.topics.partial, json.dumps(body, ensure_ascii=False), qos=0)
+
+    def _source_state(self, ev: SourceState) -> None:
+        if ev.ok:
+            if self.state == "error" and (self.reason or "").startswith("source:"):
+                self.set_state("listening" if self.listening else "idle", None)
+            return
+        reason = f"source: {ev.reason or 'audio source failed'}"
+        if (self.state, self.reason) != ("error", reason):
+            self.set_state("error", reason)
+            self.failure("source_failed", ev.reason or "audio source failed")
+
+    def audio_path(self, rel: str) -> Path:
+        return self.store.root / rel

@@ -1,0 +1,161 @@
+"""Utterances on the loop: persisted before anything is transcribed, handed to the ASR worker, their result
+stored with its outbox row, their failures counted and, after `asr.max_attempts`, recorded.
+
+Every attempt is counted in the store before it starts, so an utterance that crashes the whole process is
+given up too: the restart that would try it once more than allowed marks it failed instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from daemon.errors import AsrboxError
+from daemon.live.events import FinalError, FinalText, Job, UtteranceEnded
+from daemon.mqtt import payloads
+from daemon.store.audio import audio_relpath, write_wav_atomic
+from daemon.store.db import Record, iso
+
+if TYPE_CHECKING:
+    from daemon.core.app import App
+
+log = logging.getLogger(__name__)
+
+MAX_IN_MEMORY = 16  # waiting finals whose audio stays in memory; the rest is read back from their WAV files
+_EMPTY = np.zeros(0, dtype=np.float32)
+
+
+class Utterances:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.archive_audio = True
+        self.backlog = 0  # handed to the worker, no result yet
+        self.done = 0
+        self.failed = 0
+        self._last_error: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ in
+    def ended(self, ev: UtteranceEnded) -> None:
+        """Persist (audio file + pending row), then hand it to the worker."""
+        app, u, rid = self.app, ev.utterance, ev.utterance_id
+        started = datetime.fromtimestamp(app.source.wall_time(u.start), UTC)
+        rel: str | None = None
+        size: int | None = None
+        if self.archive_audio:
+            rel = audio_relpath(rid, started)
+            try:
+                size = write_wav_atomic(app.audio_path(rel), u.audio)
+            except OSError as exc:
+                rel = None
+                app.failure("audio_write_failed", f"cannot store utterance audio: {exc.strerror or exc}")
+        try:
+            app.store.begin_live(
+                record_id=rid,
+                session_id=app.session_id,
+                audio_path=rel,
+                started_at=iso(started),
+                ended_at=iso(datetime.fromtimestamp(app.source.wall_time(u.end), UTC)),
+                duration_s=u.duration_s,
+                speech_end_ts=app.source.wall_time(u.last_voiced),
+                audio_bytes=size,
+            )
+        except AsrboxError as exc:
+            app.failure("store_failed", str(exc))
+            return
+        job = Job((u.start, u.last_voiced), u.audio, rid, app.context(), app.audio_path(rel) if rel else None)
+        self._dispatch(job)
+
+    def recover(self) -> None:
+        """Utterances stored but not transcribed before the last stop: first in line, from their audio files."""
+        app = self.app
+        try:
+            pending = app.store.pending_live()
+        except AsrboxError as exc:
+            app.failure("store_failed", str(exc))
+            return
+        if pending:
+            log.info("recovering %d utterance(s) stored but not transcribed before the last stop", len(pending))
+        for r in pending:
+            path = app.audio_path(r.audio_path) if r.audio_path else None
+            self._dispatch(Job((-1, -1), _EMPTY, r.id, app.context(), path))
+
+    def _dispatch(self, job: Job) -> None:
+        app = self.app
+        limit = app.settings.asr.max_attempts
+        try:
+            attempt = app.store.claim_attempt(job.utterance_id)
+        except AsrboxError as exc:
+            app.failure("store_failed", str(exc))
+            return
+        if attempt > limit:
+            why = self._last_error.pop(job.utterance_id, "the process stopped during each attempt")
+            self._give_up(job.utterance_id, f"gave up after {limit} attempt(s): {why}")
+            return
+        if self.backlog >= MAX_IN_MEMORY and job.audio_path is not None and job.audio.size:
+            job = Job(job.key, _EMPTY, job.utterance_id, job.context, job.audio_path)  # read back when its turn comes
+        self.backlog += 1
+        app.worker.add_final(job)
+
+    # ------------------------------------------------------------------ results
+    def transcribed(self, ev: FinalText) -> None:
+        app = self.app
+        self.backlog -= 1
+        self._last_error.pop(ev.job.utterance_id, None)
+        app.final_decided(ev.job.utterance_id)
+        try:
+            rec = app.store.get(ev.job.utterance_id)
+            if rec is None or rec.status != "pending":
+                return  # deleted or decided meanwhile
+            seq = self._store(rec, ev)
+        except AsrboxError as exc:  # stays pending: tried again on the next start (attempts counted)
+            app.failure("store_failed", f"cannot store the transcript of {ev.job.utterance_id}: {exc}")
+            return
+        self.done += 1
+        t = ev.transcript
+        log.debug("final %d: %s", seq, t.text)
+        app.note_language(t.language)
+        app.outbox.pump()
+        likelihood = math.exp(min(0.0, t.avg_logprob))
+        app.integrations.on_final(t.text, t.language, rec.duration_s or 0.0, rec.id, likelihood)
+
+    def _store(self, rec: Record, ev: FinalText) -> int:
+        app, t = self.app, ev.transcript
+        info = app.engine.info
+        seq = app.store.finish(
+            rec.id,
+            language=t.language,
+            raw_text=ev.raw_text,
+            text=t.text,
+            segments=[{"start": s.start, "end": s.end, "text": s.text} for s in t.segments],
+            engine={**info.as_dict(), "processing_s": round(ev.processing_s, 3)},
+            processing_s=ev.processing_s,
+            payload=lambda seq: payloads.final(
+                rec, t, ev.raw_text, info, ev.processing_s, seq, app.settings.mqtt.device_id
+            ),
+            meta={k: v for k, v in t.meta.items() if k == "hotwords"},
+        )
+        return int(seq or 0)
+
+    def failed_once(self, ev: FinalError) -> None:
+        """A failed attempt: try again (counted) until the limit, then record the failure."""
+        self.backlog -= 1
+        rid = ev.job.utterance_id
+        if ev.permanent:
+            self._give_up(rid, ev.reason)
+            return
+        self._last_error[rid] = ev.reason
+        self._dispatch(ev.job)
+
+    def _give_up(self, record_id: str, reason: str) -> None:
+        app = self.app
+        app.final_decided(record_id)
+        self.failed += 1
+        try:
+            app.store.fail(record_id, reason)
+        except AsrboxError as exc:
+            log.error("cannot mark %s failed: %s", record_id, exc)
+        app.failure("transcription_failed", f"utterance {record_id}: {reason}", {"utterance_id": record_id})
