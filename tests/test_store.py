@@ -341,7 +341,7 @@ def test_unsent_after_seq_and_prune_keeps_seq_gapless(tmp_path: Path) -> None:
     assert seqs == [1, 2, 3, 4]
     assert [q for q, _, _ in s.unsent(limit=2, after_seq=1)] == [2, 3]
     assert [q for q, _, _ in s.unsent(2)] == [1, 2]
-    for q in seqs:
+    for q in range(1, 5):
         s.mark_sent(q)
     assert s.prune_outbox("2000-01-01T00:00:00.000Z") == 0  # sent after that: kept
     assert s.prune_outbox("2999-01-01T00:00:00.000Z") == 4 and s.outbox_backlog() == 0

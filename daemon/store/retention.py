@@ -99,9 +99,9 @@ class Retention:
             page = store.archived_page(before=before, after=after, limit=BATCH)
             if not page:
                 return
-            after = (page[-1].created_at, page[-1].rowid)
             if excess is not None:
                 page = _enough(page, excess)
+            after = (page[-1].created_at, page[-1].rowid)  # the next page starts after the last row tried
             freed = self._delete_batch(store, page, tally)
             if excess is not None:
                 excess -= freed
