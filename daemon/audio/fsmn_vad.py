@@ -11,6 +11,8 @@ alike (`vad.threshold`, `min_silence_ms`, ...). A 512-sample block reports the h
 
 from __future__ import annotations
 
+from collections import deque
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +56,8 @@ class FsmnVad:
 
     def reset(self) -> None:
         self._fbank = online_fbank()
-        self._frames: list[npt.NDArray[np.float32]] = []  # fbank frames not yet fully used by LFR
-        self._taken = 0  # fbank frames read from the extractor
+        self._frames: deque[npt.NDArray[np.float32]] = deque()  # fbank frames not yet fully used by LFR
+        self._taken = 0  # fbank frames read from the extractor (and released there: it indexes from the start)
         self._started = False
         self._state = [np.zeros([d if isinstance(d, int) else 1 for d in c.shape], np.float32) for c in self._caches]
         self._last = 0.0
@@ -63,17 +65,21 @@ class FsmnVad:
     def _lfr(self) -> npt.NDArray[np.float32]:
         """Stack every complete window of 5 fbank frames (the first frame is repeated twice in front)."""
         ready = self._fbank.num_frames_ready
-        while self._taken < ready:
-            frame = np.asarray(self._fbank.get_frame(self._taken), dtype=np.float32)
-            if not self._started:
-                self._frames += [frame] * ((LFR_M - 1) // 2)
-                self._started = True
-            self._frames.append(frame)
-            self._taken += 1
+        if ready > self._taken:
+            for index in range(self._taken, ready):
+                # a copy: get_frame returns a view into the extractor's buffer, which pop() frees
+                frame = np.array(self._fbank.get_frame(index), dtype=np.float32, copy=True)
+                if not self._started:
+                    self._frames.extend([frame] * ((LFR_M - 1) // 2))
+                    self._started = True
+                self._frames.append(frame)
+            # copied out: the extractor would otherwise keep every frame of the stream (~200 MB an hour)
+            self._fbank.pop(ready - self._taken)
+            self._taken = ready
         out = []
         while len(self._frames) >= LFR_M:
-            out.append(np.concatenate(self._frames[:LFR_M]))
-            self._frames.pop(0)
+            out.append(np.concatenate(list(islice(self._frames, LFR_M))))
+            self._frames.popleft()
         if not out:
             return np.zeros((0, LFR_M * MELS), dtype=np.float32)
         return (np.stack(out) + self._shift) * self._scale
