@@ -286,6 +286,7 @@ def test_claim_attempt_counts_and_survives_reopen(tmp_path: Path) -> None:
     assert s.get(rid).attempts == 0  # type: ignore[union-attr]
     assert [s.claim_attempt(rid) for _ in range(3)] == [1, 2, 3]
     assert s.claim_attempt("no-such-record") == 0
+    assert s.claim_attempt(rid, limit=3) is None and s.get(rid).attempts == 3  # type: ignore[union-attr]
     s.fail(rid, "engine crashed 3 times")
     s._db.close()  # no clean close: as if the process died right after the claim
     r = Store(tmp_path).get(rid)

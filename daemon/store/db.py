@@ -416,14 +416,18 @@ class Store:
         )
         return [_record(r) for r in rows]
 
-    def claim_attempt(self, record_id: str) -> int:
-        """Count one more transcription attempt of the record, before it is made; the new count (0: no such
-        record). Committed on return, so an attempt that kills the process is counted too."""
+    def claim_attempt(self, record_id: str, limit: int | None = None) -> int | None:
+        """Count one more transcription attempt of the record, before it is made: the new count; 0 if there is no
+        such record; None if it already had `limit` attempts (nothing counted). Committed on return, so an
+        attempt that kills the process is counted too."""
         with self._tx() as db:
-            rows = db.execute(
-                "UPDATE records SET attempts=attempts+1 WHERE id=? RETURNING attempts", (record_id,)
-            ).fetchall()
-        return int(rows[0][0]) if rows else 0
+            row = db.execute("SELECT attempts FROM records WHERE id=?", (record_id,)).fetchone()
+            if row is None:
+                return 0
+            if limit is not None and int(row[0]) >= limit:
+                return None
+            db.execute("UPDATE records SET attempts=attempts+1 WHERE id=?", (record_id,))
+        return int(row[0]) + 1
 
     # ------------------------------------------------------------------ retention
     def archived_audio(self) -> list[tuple[str, str, int, str]]:
