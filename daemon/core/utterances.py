@@ -87,11 +87,13 @@ class Utterances:
         app = self.app
         limit = app.settings.asr.max_attempts
         try:
-            attempt = app.store.claim_attempt(job.utterance_id)
+            attempt = app.store.claim_attempt(job.utterance_id, limit)
         except AsrboxError as exc:
             app.failure("store_failed", str(exc))
             return
-        if attempt > limit:
+        if attempt == 0:
+            return  # deleted meanwhile
+        if attempt is None:
             why = self._last_error.pop(job.utterance_id, "the process stopped during each attempt")
             self._give_up(job.utterance_id, f"gave up after {limit} attempt(s): {why}")
             return
