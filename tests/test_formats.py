@@ -3,9 +3,22 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+from dataclasses import replace
+from pathlib import Path
 
-from daemon.output.formats import FileTranscript, TimedText, render
+import pytest
+
+from daemon.output.formats import (
+    FileTranscript,
+    OutputError,
+    TimedText,
+    output_folder,
+    printable,
+    render,
+    write_output,
+)
 
 T = FileTranscript(
     file="/x/a.wav",
@@ -42,3 +55,44 @@ def test_csv_and_json_parse_back() -> None:
     assert set(data) >= {"file", "duration_s", "language", "text", "segments", "engine", "processing_s"}
     assert data["segments"][1] == {"start": 3661.25, "end": 3723.5, "text": "World\n\nagain"}
     assert render(T, "txt") == "Hello. World\n"
+
+
+def test_json_file_name_not_utf8_is_escaped() -> None:
+    name = os.fsdecode(b"/x/caf\xe9.wav")  # as Python hands us an undecodable file name
+    doc = render(replace(T, file=name), "json")
+    doc.encode("utf-8")  # valid UTF-8, no lone surrogate
+    assert json.loads(doc)["file"] == "/x/caf\\xe9.wav"
+    assert printable("/x/café.wav") == "/x/café.wav"
+
+
+def test_write_output_replaces_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "a.txt"
+    write_output(target, "first\n")
+    write_output(target, "héllo\n")
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    assert [p.name for p in target.parent.iterdir()] == ["a.txt"]  # no temp file left
+    linked = tmp_path / "link.txt"
+    linked.symlink_to(target)
+    write_output(linked, "via link\n")
+    assert linked.is_symlink() and target.read_text() == "via link\n"
+
+
+def test_write_output_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "taken.txt").mkdir()
+    with pytest.raises(OutputError) as exc:
+        write_output(tmp_path / "taken.txt", "x")
+    assert str(exc.value) == f"cannot write {tmp_path / 'taken.txt'}: a folder has that name"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError) as exc:
+        write_output(tmp_path / "file" / "a.txt", "x")
+    assert str(exc.value) == f"cannot write {tmp_path / 'file' / 'a.txt'}: Not a directory"
+    assert exc.value.exit_code == 73 and sorted(p.name for p in tmp_path.iterdir()) == ["file", "taken.txt"]
+
+
+def test_output_folder_checks(tmp_path: Path) -> None:
+    assert output_folder(tmp_path / "a" / "b") == tmp_path / "a" / "b" and (tmp_path / "a" / "b").is_dir()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match="a file has that name"):
+        output_folder(tmp_path / "f")
+    with pytest.raises(OutputError, match=r"cannot create output folder .*: Not a directory"):
+        output_folder(tmp_path / "f" / "out")

@@ -1,14 +1,26 @@
-"""Transcript documents: txt, json, srt, vtt, csv for one file; csv and json for history exports."""
+"""Transcript documents: txt, json, srt, vtt, csv for one file; csv and json for history exports.
+
+Every output file is written one way, `write_output` (temp file + rename; errors are one line), and every
+document sent to stdout goes through `write_stdout`. File names that are not valid UTF-8 reach us with
+their undecodable bytes as lone surrogates (PEP 383): written back as those bytes where the bytes are the
+file name (stdout, txt/srt/vtt/csv documents), shown as `\\xNN` in JSON, which must be valid UTF-8.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import os
+import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from daemon.errors import AsrboxError
 from daemon.store.db import Record
 
 FORMATS = ("txt", "json", "srt", "vtt", "csv")
@@ -37,7 +49,7 @@ class FileTranscript:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "file": self.file,
+            "file": printable(self.file),
             "duration_s": round(self.duration_s, 3),
             "language": self.language,
             "text": self.text,
@@ -129,3 +141,79 @@ def history_csv(records: Iterable[Record]) -> str:
 
 def history_json(records: Iterable[Record]) -> str:
     return json.dumps([r.as_dict() for r in records], ensure_ascii=False, indent=2) + "\n"
+
+
+class OutputError(AsrboxError):
+    """An output file or folder cannot be written."""
+
+    exit_code = 73  # EX_CANTCREAT
+
+
+def printable(text: str) -> str:
+    """`text` with the undecodable bytes of a file name (lone surrogates) shown as `\\xNN`: valid UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def output_folder(path: Path) -> Path:
+    """Create the folder for output files and check that a file can be written in it; one-line errors."""
+    shown = printable(str(path))
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot use {shown} as the output folder: a file has that name") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {shown}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write in output folder {shown}: {exc.strerror or exc}") from None
+    return path
+
+
+def write_output(path: Path, doc: str) -> None:
+    """Write `doc` (UTF-8) to `path` atomically: a temporary file in the same folder, then a rename.
+
+    A device or pipe (`-o /dev/stdout`) is written in place, never replaced. Errors: OutputError, one line.
+    """
+    data = doc.encode("utf-8", "surrogateescape")
+    shown = printable(str(path))
+    try:
+        real = Path(os.path.realpath(path))
+        if real.is_dir():
+            raise OutputError(f"cannot write {shown}: a folder has that name")
+        if real.exists() and not real.is_file():
+            with real.open("wb") as fh:
+                fh.write(data)
+            return
+        if not real.parent.exists():
+            real.parent.mkdir(parents=True)
+        _replace_with(real, data)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+
+
+def _replace_with(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)  # mode as umask allows
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_stdout(doc: str) -> None:
+    """Send `doc` to stdout as UTF-8, file names byte for byte, whatever the locale's encoding."""
+    sys.stdout.flush()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (tests capturing output)
+        sys.stdout.write(doc)
+    else:
+        buffer.write(doc.encode("utf-8", "surrogateescape"))
+        buffer.flush()
