@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.audio.decode import SAMPLE_RATE, decode_file, iter_decode
+from daemon.audio.decode import SAMPLE_RATE, decode_file, iter_decode, wav_mismatch
 from daemon.errors import AudioDecodeError
 
 
@@ -121,3 +121,47 @@ def test_truncated_wav_decodes_what_is_there(tmp_path: Path) -> None:
     cut.write_bytes(full.read_bytes()[: 44 + SAMPLE_RATE * 2])  # header says 2 s, holds 1 s
     audio = decode_file(cut)
     assert abs(audio.size - SAMPLE_RATE) < 100
+
+
+def test_header_and_contents_disagree(tmp_path: Path) -> None:
+    full = write_wav(tmp_path / "full.wav", tone(2.0), SAMPLE_RATE).read_bytes()
+    header, data = full[:44], full[44:]
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full[: 44 + SAMPLE_RATE * 2])  # header says 2 s, holds 1 s
+    n = sum(b.size for b in iter_decode(cut))
+    assert wav_mismatch(cut, n) == "read 1.0 s of a header-declared 2.0 s (the file is cut short)"
+    more = tmp_path / "more.wav"
+    short = bytearray(header)
+    struct.pack_into("<I", short, 40, SAMPLE_RATE * 2)  # header says 1 s, holds 2 s
+    more.write_bytes(bytes(short) + data)
+    n = sum(b.size for b in iter_decode(more))
+    assert abs(n - SAMPLE_RATE) < 100  # what the header declares is what is read...
+    assert wav_mismatch(more, n) == (  # ...and said so
+        "read 1.0 s, as the header declares, but the file holds 2.0 s of audio data; the rest was not read"
+    )
+
+
+def test_well_formed_wavs_give_no_warning(tmp_path: Path) -> None:
+    full = write_wav(tmp_path / "full.wav", tone(2.0), SAMPLE_RATE)
+    assert wav_mismatch(full, 2 * SAMPLE_RATE) is None
+    # metadata after the audio (LIST/INFO, as many editors write) is not undeclared audio
+    info = b"INFOISFT" + struct.pack("<I", 6) + b"asrbox"
+    listed = tmp_path / "listed.wav"
+    listed.write_bytes(full.read_bytes() + b"LIST" + struct.pack("<I", len(info)) + info)
+    assert wav_mismatch(listed, 2 * SAMPLE_RATE) is None
+    # a streaming writer's placeholder size means "until the end of the file"
+    stream = bytearray(full.read_bytes())
+    struct.pack_into("<I", stream, 40, 0xFFFFFFFF)
+    (tmp_path / "stream.wav").write_bytes(bytes(stream))
+    assert wav_mismatch(tmp_path / "stream.wav", 2 * SAMPLE_RATE) is None
+    assert wav_mismatch(encode(tmp_path / "a.flac", "flac"), SAMPLE_RATE) is None  # not a WAV: nothing to say
+
+
+def test_unknown_wav_format_tag(tmp_path: Path) -> None:
+    raw = bytearray(write_wav(tmp_path / "t.wav", tone(1.0), SAMPLE_RATE).read_bytes())
+    struct.pack_into("<H", raw, 20, 0x1234)
+    bad = tmp_path / "tag.wav"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(AudioDecodeError) as exc:
+        decode_file(bad)
+    assert str(exc.value) == f"{bad}: unsupported WAV format tag 0x1234 (no decoder for it)"
