@@ -9,14 +9,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.settings import Settings, load_settings, masked_dump
+
+if TYPE_CHECKING:
+    from daemon.batch.transcribe import Outcome
 
 log = logging.getLogger("daemon.cli")
 
@@ -139,51 +143,95 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings(args: argparse.Namespace, asr: dict[str, Any] | None = None) -> Settings:
-    return load_settings(args.config, {"asr": asr or {}})
+def _overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The settings a command's options override (None = not given)."""
+    if args.command == "transcribe":
+        if args.batch_size is not None and args.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        asr = {"language": args.language, "device": args.device, "model": args.model, "batch_size": args.batch_size}
+        return {"asr": asr}
+    if args.command == "run":
+        return {"asr": {"language": args.language}, "audio": {"source": args.source, "device": args.device}}
+    return {}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings of this call: loaded once (by `main`), with the command's option overrides."""
+    cached = getattr(args, "settings", None)
+    if isinstance(cached, Settings):
+        return cached
+    settings = load_settings(args.config, _overrides(args))
+    args.settings = settings
+    return settings
+
+
+def _say(line: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(f"asrbox: {line}", file=sys.stderr)  # above a progress bar, if one is shown
 
 
 # ---------------------------------------------------------------------------- transcribe
-def cmd_transcribe(args: argparse.Namespace) -> int:
-    from daemon.batch.transcribe import BatchTranscriber, collect_inputs, common_folder, output_path
-    from daemon.output.formats import render
+@dataclass
+class _Tally:
+    ok: int = 0
+    failed: int = 0
+    incomplete: int = 0
+    audio_s: float = 0.0
+    first: bool = True
 
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    settings = _settings(
-        args,
-        {
-            "language": args.language,
-            "device": args.device,
-            "model": args.model,
-            "batch_size": args.batch_size,
-        },
-    )
+
+@dataclass(frozen=True)
+class _Delivery:
+    fmt: str
+    out_dir: Path | None
+    common: Path | None
+    multi: bool
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from daemon.batch.transcribe import collect_inputs, common_folder
+    from daemon.output.formats import output_folder, printable
+
+    settings = _settings(args)
     if args.nice:
         with contextlib.suppress(OSError):
             os.nice(args.nice)  # batch work yields the CPU to the live path
     files, input_errors = collect_inputs(args.paths)
     for path, err in input_errors:
-        print(f"asrbox: {path}: {err}", file=sys.stderr)
+        _say(f"{printable(path)}: error: {err}")
     if not files:
-        print("asrbox: nothing to transcribe", file=sys.stderr)
+        _say("nothing to transcribe")
         return 66
+    out_dir = output_folder(Path(args.output)) if args.output and args.output != "-" else None
+    how = _Delivery(args.format, out_dir, common_folder(files), len(files) > 1)
+    tally = _Tally(failed=len(input_errors))
+    _run_batch(args, settings, files, how, tally)
+    summary = f"{tally.ok} transcribed, {tally.failed} failed ({tally.audio_s:.1f} s of audio)"
+    if tally.incomplete:
+        summary += f"; {tally.incomplete} only in part (see the warnings)"
+    if out_dir is not None:
+        summary += f"; output in {printable(str(out_dir))}"
+    _say(summary)
+    return 0 if tally.failed == 0 and tally.incomplete == 0 else 1
 
-    out_dir: Path | None = None
-    if args.output and args.output != "-":
-        out_dir = Path(args.output)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise AsrboxError(f"cannot create output folder {out_dir}: {exc.strerror}") from None
+
+def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], how: _Delivery, tally: _Tally) -> None:
+    from tqdm import tqdm
 
     from daemon.asr.engine import load_engine
     from daemon.audio.vad import load_vad
+    from daemon.batch.transcribe import BatchTranscriber
     from daemon.store.db import Store
     from daemon.text.pipeline import TextPipeline
 
     store = None if args.no_store else Store(settings.store.path)
-    engine = load_engine(settings.asr)
+    try:
+        engine = load_engine(settings.asr)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     lang = None if settings.asr.language == "auto" else settings.asr.language
     runner = BatchTranscriber(
         engine,
@@ -196,49 +244,49 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         force=args.force,
         hotwords=tuple(dict.fromkeys((*settings.text.terms(), *(args.hotword or ())))),
     )
-    common = common_folder(files)
-    ok = failed = 0
-    audio_s = 0.0
-    from tqdm import tqdm
-
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None)
-    first = True
     try:
         for outcome in runner.run(files):
             bar.update(1)
-            if outcome.error is not None or outcome.transcript is None:
-                failed += 1
-                tqdm.write(f"asrbox: error: {outcome.error}", file=sys.stderr)
-                continue
-            ok += 1
-            t = outcome.transcript
-            audio_s += t.duration_s
-            doc = render(t, args.format)
-            if out_dir is not None:
-                target = output_path(out_dir, outcome.path, args.format, common)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                tmp = target.with_name(target.name + ".part")
-                tmp.write_text(doc, encoding="utf-8")
-                tmp.replace(target)
-            else:
-                if len(files) > 1 and args.format == "json":
-                    doc = json.dumps(t.as_json(), ensure_ascii=False) + "\n"
-                elif len(files) > 1:
-                    doc = ("" if first else "\n") + f"==> {outcome.path} <==\n" + doc
-                sys.stdout.write(doc)
-                sys.stdout.flush()
-                first = False
+            _deliver(outcome, how, tally)
     finally:
         bar.close()
         engine.close()
         if store is not None:
             store.close()
-    failed += len(input_errors)
-    summary = f"asrbox: {ok} transcribed, {failed} failed ({audio_s:.1f} s of audio)"
-    if out_dir is not None:
-        summary += f"; output in {out_dir}"
-    print(summary, file=sys.stderr)
-    return 0 if failed == 0 else 1
+
+
+def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
+    """One file's outcome: its document to its output file or stdout, or its one error line."""
+    from daemon.batch.transcribe import output_path
+    from daemon.output.formats import OutputError, printable, render, write_output, write_stdout
+
+    name = printable(str(outcome.path))
+    if outcome.error is not None or outcome.transcript is None:
+        tally.failed += 1
+        _say(f"{name}: error: {outcome.error or 'not transcribed'}")
+        return
+    t = outcome.transcript
+    doc = render(t, how.fmt)
+    if how.out_dir is not None:
+        try:
+            write_output(output_path(how.out_dir, outcome.path, how.fmt, how.common), doc)
+        except OutputError as exc:
+            tally.failed += 1
+            _say(f"{name}: error: {exc}")
+            return
+    else:
+        if how.multi and how.fmt == "json":
+            doc = json.dumps(t.as_json(), ensure_ascii=False) + "\n"
+        elif how.multi:
+            doc = ("" if tally.first else "\n") + f"==> {outcome.path} <==\n" + doc
+        write_stdout(doc)
+        tally.first = False
+    if outcome.warning is not None:
+        tally.incomplete += 1
+        _say(f"{name}: warning: {outcome.warning}")
+    tally.ok += 1
+    tally.audio_s += t.duration_s
 
 
 # ---------------------------------------------------------------------------- history
@@ -257,7 +305,7 @@ def _when(value: str | None, flag: str) -> str | None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from daemon.output.formats import history_csv, history_json
+    from daemon.output.formats import history_csv, history_json, write_output, write_stdout
     from daemon.store.db import Store
 
     settings = _settings(args)
@@ -305,16 +353,10 @@ def cmd_history(args: argparse.Namespace) -> int:
             records = list(store.iter_all(since=_when(args.since, "--since"), until=_when(args.until, "--until")))
             doc = history_csv(records) if args.format == "csv" else history_json(records)
             if args.output == "-":
-                sys.stdout.write(doc)
+                write_stdout(doc)
             else:
-                out = Path(args.output)
-                tmp = out.with_name(out.name + ".part")
-                try:
-                    tmp.write_text(doc, encoding="utf-8")
-                    tmp.replace(out)
-                except OSError as exc:
-                    raise AsrboxError(f"cannot write {out}: {exc.strerror}") from None
-                print(f"asrbox: exported {len(records)} records to {out}", file=sys.stderr)
+                write_output(Path(args.output), doc)
+                print(f"asrbox: exported {len(records)} records to {args.output}", file=sys.stderr)
             return 0
     finally:
         store.close()
@@ -410,7 +452,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from daemon.output.formats import FileTranscript, TimedText, history_json, render
+    from daemon.output.formats import FileTranscript, TimedText, history_json, render, write_output, write_stdout
     from daemon.store.db import Store
 
     settings = _settings(args)
@@ -436,9 +478,9 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.format,
         )
     if args.output == "-":
-        sys.stdout.write(doc)
+        write_stdout(doc)
     else:
-        Path(args.output).write_text(doc, encoding="utf-8")
+        write_output(Path(args.output), doc)
         print(f"asrbox: exported {len(records)} utterances to {args.output}", file=sys.stderr)
     return 0
 
@@ -471,8 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging("DEBUG" if args.verbose else "WARNING")
     try:
+        settings = _settings(args)  # the one load of this call; commands take it from args
         if not args.verbose:
-            level = _settings(args).log.level
+            level = settings.log.level
             _setup_logging(level if level != "INFO" or args.command in ("run", "watch") else "WARNING")
         return COMMANDS[args.command](args)
     except AsrboxError as exc:

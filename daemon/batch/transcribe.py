@@ -2,31 +2,35 @@
 
 decode (streamed) -> segmenter (the live path's VAD state machine) -> chunks of up to 30 s of speech (pauses
 shortened to at most 1 s, timestamps mapped back) -> the engine in batches that span files -> text pipeline
--> store + outputs. One bad file does not stop the batch. Memory stays bounded: at most `batch_size` chunks
-are held, whatever the length of the files.
+-> store + outputs. One bad file does not stop the batch: whatever fails for a file (decoder, VAD, engine, text
+pipeline) fails that file's record with the reason. Memory stays bounded whatever the length of the files: audio
+is held for at most `batch_size` chunks waiting for the engine (plus the segmenter's buffer); a decoded chunk
+keeps only its place in the file and its transcript.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from daemon.asr.engine import Audio, DecodeOptions, Engine, Segment, Transcript, join_texts
-from daemon.audio.decode import SAMPLE_RATE, is_audio_path, iter_decode
+from daemon.asr.engine import Engine
+from daemon.audio.decode import SAMPLE_RATE, is_audio_path, iter_decode, wav_mismatch
 from daemon.audio.segmenter import Event, Segmenter, SpeechEnded, SpeechStarted
 from daemon.audio.vad import FRAME, FrameSplitter, Vad
 from daemon.errors import AsrboxError, AudioDecodeError
-from daemon.output.formats import FileTranscript, TimedText
+from daemon.output.formats import FileTranscript, TimedText, printable
 from daemon.settings import VadSettings
 from daemon.store.db import Record, Store
 from daemon.text.pipeline import TextPipeline
+from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, join_texts
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +104,12 @@ class Chunk:
         first = (start + int(0.2 * SAMPLE_RATE)) // FRAME
         if sum(self.voiced[first:]) * FRAME < MIN_TAIL_SPEECH_S * SAMPLE_RATE:
             return None  # a breath or an echo, not a skipped sentence
-        return Chunk(self.audio[start:], self.offset_s + start / SAMPLE_RATE, self.voiced[start // FRAME :])
+        return Chunk(self.audio[start:].copy(), self.offset_s + start / SAMPLE_RATE, self.voiced[start // FRAME :])
 
 
 def chunk_stream(
     blocks: Iterable[Audio], vad: Vad, settings: VadSettings, max_s: float = CHUNK_MAX_S
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     """Cut a stream into chunks of at most `max_s` at pauses found by the live path's segmenter.
 
     All audio is kept (a word the VAD misses is still transcribed); a chunk in which the VAD heard no
@@ -150,25 +154,37 @@ def chunk_stream(
                 on_events(seg.push(frame, float(prob)))
             buf = np.concatenate([buf, frames.reshape(-1)])
         while buf.size >= max_n:
-            limit = buf_start + max_n
             if last_end is not None and not seg.in_speech:
                 # in a pause now: its middle so far is a candidate too
                 bounds.append((last_end + seg.position) // 2)
-            options = [b for b in bounds if buf_start + min_n <= b <= limit]
-            cut = (options[-1] // fs * fs) if options else limit
-            bounds[:] = [b for b in bounds if b > cut]
-            chunk = take(cut)
-            if chunk is not None:
+            if (chunk := take(_cut_point(bounds, buf_start + min_n, buf_start + max_n, fs))) is not None:
                 yield chunk
-    rest = splitter.pending
-    tail = splitter.tail()
+    rest, tail = splitter.pending, splitter.tail()
     if tail is not None:
         buf = np.concatenate([buf, rest])  # the real samples only, not the padding
         probs.append(float(vad.probs(tail)[0]))
-    if buf.size:
-        chunk = take(buf_start + buf.size)
-        if chunk is not None:
-            yield chunk
+    if buf.size and (chunk := take(buf_start + buf.size)) is not None:
+        yield chunk
+
+
+def _cut_point(bounds: list[int], lo: int, hi: int, fs: int) -> int:
+    """The latest pause between stream offsets `lo` and `hi` (on a frame boundary), else `hi`; the pauses up to
+    the cut are used up."""
+    options = [b for b in bounds if lo <= b <= hi]
+    cut = (options[-1] // fs * fs) if options else hi
+    bounds[:] = [b for b in bounds if b > cut]
+    return cut
+
+
+@dataclass(frozen=True)
+class _Span:
+    """What is kept of a chunk once it is decoded: where it lies and how long it is, not its samples."""
+
+    offset_s: float
+    samples: int
+
+    def to_file_time(self, t: float) -> float:
+        return round(self.offset_s + t, 2)
 
 
 @dataclass
@@ -176,28 +192,46 @@ class _FileState:
     index: int
     path: Path
     record_id: str | None = None
-    chunks: list[Chunk] = field(default_factory=list)
+    spans: list[_Span] = field(default_factory=list)
     results: dict[int, Transcript] = field(default_factory=dict)
     decoded: bool = False
     duration_s: float = 0.0
-    error: str | None = None
+    error: str | None = None  # the reason, without the file name
+    warning: str | None = None  # transcribed, but not all of what the file claims to hold
     started: float = field(default_factory=time.perf_counter)
     engine_s: float = 0.0
 
     @property
     def complete(self) -> bool:
-        return self.error is not None or (self.decoded and len(self.results) == len(self.chunks))
+        return self.error is not None or (self.decoded and len(self.results) == len(self.spans))
+
+
+# a chunk waiting for the engine: its file, its index in the file's spans, its audio
+_Job = tuple[_FileState, int, Chunk]
 
 
 @dataclass(frozen=True)
 class Outcome:
     path: Path
     transcript: FileTranscript | None = None
-    error: str | None = None
+    error: str | None = None  # the reason the file failed, without the file name
     reused: bool = False
+    warning: str | None = None  # transcribed from less (or more) audio than the file declares
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one short line: our own errors by their message, others with their type."""
+    text = str(exc) if isinstance(exc, AsrboxError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
+    text = " ".join(text.split())
+    return text if len(text) <= 300 else text[:299] + "…"
 
 
 class BatchTranscriber:
+    """Files -> Outcomes. Any failure of one file (decoding, VAD, engine, text pipeline) fails that file only:
+    its record is marked failed with the reason and the batch goes on. Audio is held only for the chunks
+    waiting for the engine (at most `batch_size`, plus the segmenter's buffer of one chunk); a decoded chunk
+    leaves its transcript and its place in the file."""
+
     def __init__(
         self,
         engine: Engine,
@@ -215,69 +249,159 @@ class BatchTranscriber:
         self.vad_settings = vad_settings
         self.text = text
         self.store = store
-        self.batch_size = batch_size
+        self.batch_size = max(1, batch_size)
         self.language = language
         self.force = force
         self.hotwords = tuple(hotwords)
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as its file is done."""
-        pool: list[tuple[_FileState, int]] = []
+        pool: list[_Job] = []
         states: deque[_FileState] = deque()
-        for index, path in enumerate(files):
-            reused = self._reuse(path)
-            if reused is not None:
-                if not states:
+        try:
+            for index, path in enumerate(files):
+                reused = self._reuse(path)
+                if reused is not None:
+                    if states:  # keep order: finish what is in flight first
+                        self._drain(pool)
+                        yield from self._ready(states, force=True)
                     yield reused
                     continue
-                # keep order: finish what is in flight first
-                while pool:
-                    self._flush(pool)
-                yield from self._ready(states, force=True)
-                yield reused
-                continue
-            st = _FileState(index, path)
-            states.append(st)
-            self._begin_record(st)
-            try:
-                vad = self.vad_factory()
-                samples = 0
-
-                def blocks(st: _FileState = st) -> Iterator[Audio]:
-                    nonlocal samples
-                    for b in iter_decode(st.path):
-                        samples += b.size
-                        yield b
-
-                for chunk in chunk_stream(blocks(), vad, self.vad_settings):
-                    st.chunks.append(chunk)
-                    pool.append((st, len(st.chunks) - 1))
-                    if len(pool) >= self.batch_size:
-                        self._flush(pool)
-                        yield from self._ready(states)
-                st.duration_s = samples / SAMPLE_RATE
-                if st.duration_s < MIN_AUDIO_S:
-                    raise AudioDecodeError(
-                        f"{path}: audio too short ({st.duration_s:.3f} s); truncated or empty recording?"
-                    )
-                st.decoded = True
-            except AsrboxError as exc:
-                st.error = str(exc)
-                pool[:] = [(s, i) for s, i in pool if s is not st]
-            except MemoryError:
-                st.error = f"{path}: too large to process in the available memory"
-                pool[:] = [(s, i) for s, i in pool if s is not st]
-            yield from self._ready(states)
-        while pool:
-            self._flush(pool)
-        yield from self._ready(states, force=True)
+                st = _FileState(index, path)
+                states.append(st)
+                self._begin_record(st)
+                yield from self._feed(st, pool, states)
+                yield from self._ready(states)
+            self._drain(pool)
+            yield from self._ready(states, force=True)
+        finally:
+            self._abandon(states)
 
     # ------------------------------------------------------------------ internals
+    def _feed(self, st: _FileState, pool: list[_Job], states: deque[_FileState]) -> Iterator[Outcome]:
+        """Decode and chunk one file, sending its chunks to the engine as batches fill up. A failure of this
+        file's decoding or VAD fails this file; outcomes of earlier files are yielded as they complete."""
+        decoded = [0]  # samples
+        with contextlib.closing(self._chunks(st, decoded)) as chunks:
+            while st.error is None:  # the engine may fail this file in a flush: stop decoding it then
+                try:
+                    chunk = next(chunks, None)
+                except Exception as exc:
+                    self._fail_with(st, exc, pool)
+                    return
+                if chunk is None:
+                    break
+                self._add(st, chunk, pool)
+                if len(pool) >= self.batch_size:
+                    self._flush(pool)
+                    yield from self._ready(states)
+        if st.error is None:
+            try:
+                self._decoded(st, decoded[0])
+            except Exception as exc:
+                self._fail_with(st, exc, pool)
+
+    def _chunks(self, st: _FileState, decoded: list[int]) -> Generator[Chunk, None, None]:
+        def blocks() -> Iterator[Audio]:
+            for b in iter_decode(st.path):
+                decoded[0] += b.size
+                yield b
+
+        with contextlib.closing(chunk_stream(blocks(), self.vad_factory(), self.vad_settings)) as chunks:
+            yield from chunks
+
+    def _decoded(self, st: _FileState, samples: int) -> None:
+        st.duration_s = samples / SAMPLE_RATE
+        if st.duration_s < MIN_AUDIO_S:
+            raise AudioDecodeError(f"audio too short ({st.duration_s:.3f} s); truncated or empty recording?")
+        st.warning = wav_mismatch(st.path, samples)
+        st.decoded = True
+
+    def _fail_with(self, st: _FileState, exc: Exception, pool: list[_Job]) -> None:
+        log.debug("%s: failed", st.path, exc_info=True)
+        if isinstance(exc, MemoryError):
+            self._fail(st, "too large to process in the available memory", pool)
+        else:
+            self._fail(st, describe(exc), pool)
+
+    def _add(self, st: _FileState, chunk: Chunk, pool: list[_Job]) -> None:
+        st.spans.append(_Span(chunk.offset_s, chunk.audio.size))
+        pool.append((st, len(st.spans) - 1, chunk))
+
+    def _fail(self, st: _FileState, reason: str, pool: list[_Job]) -> None:
+        st.error = reason.removeprefix(f"{st.path}: ")
+        pool[:] = [job for job in pool if job[0] is not st]
+
+    def _drain(self, pool: list[_Job]) -> None:
+        while pool:
+            self._flush(pool)
+
+    def _flush(self, pool: list[_Job]) -> None:
+        """Send the pool to the engine. If the batch fails, each file's chunks are tried on their own, so that
+        only the file that makes the engine fail is failed."""
+        if not pool:
+            return
+        batch = list(pool)
+        pool.clear()
+        try:
+            self._decode(batch, pool)
+            return
+        except Exception as exc:
+            groups: dict[int, list[_Job]] = {}
+            for job in batch:
+                groups.setdefault(id(job[0]), []).append(job)
+            if len(groups) == 1:
+                log.debug("%s: engine failed", batch[0][0].path, exc_info=True)
+                self._fail(batch[0][0], f"transcription failed: {describe(exc)}", pool)
+                return
+            log.debug("a batch of %d files failed (%s); trying each file alone", len(groups), describe(exc))
+        for jobs in groups.values():
+            try:
+                self._decode(jobs, pool)
+            except Exception as exc:
+                log.debug("%s: engine failed", jobs[0][0].path, exc_info=True)
+                self._fail(jobs[0][0], f"transcription failed: {describe(exc)}", pool)
+
+    def _decode(self, jobs: list[_Job], pool: list[_Job]) -> None:
+        """One engine call; results are applied only once the whole call has succeeded."""
+        t0 = time.perf_counter()
+        results = self.engine.transcribe(
+            [chunk.audio for _, _, chunk in jobs],
+            DecodeOptions(
+                language=self.language,
+                hotwords=self.text.engine_hotwords(self.hotwords),
+                groups=tuple(st.index for st, _, _ in jobs),
+            ),
+        )
+        if len(results) != len(jobs):
+            raise RuntimeError(f"the engine returned {len(results)} results for {len(jobs)} chunks")
+        share = (time.perf_counter() - t0) / len(jobs)
+        for (st, i, chunk), res in zip(jobs, results, strict=True):
+            st.results[i] = res
+            st.engine_s += share
+            tail = chunk.continuation(res.segments[-1].end) if res.segments else None
+            if tail is not None:
+                self._add(st, tail, pool)
+
+    def _ready(self, states: deque[_FileState], force: bool = False) -> Iterator[Outcome]:
+        while states and (states[0].complete or force):
+            st = states.popleft()
+            yield self._finish(st)
+
+    def _abandon(self, states: deque[_FileState]) -> None:
+        """Files still in flight when the run ends early (Ctrl-C, an error outside any file): their records are
+        marked failed, never left pending."""
+        while states:
+            st = states.popleft()
+            if self.store is not None and st.record_id:
+                with contextlib.suppress(Exception):
+                    self.store.fail(st.record_id, "interrupted before it was transcribed")
+
     def _reuse(self, path: Path) -> Outcome | None:
         if self.store is None or self.force:
             return None
         try:
-            rec = self.store.find_done(str(path.resolve()), fingerprint(path))
+            rec = self.store.find_done(printable(str(path.resolve())), fingerprint(path))
         except OSError:
             return None
         if rec is None:
@@ -292,63 +416,56 @@ class BatchTranscriber:
             fp = fingerprint(st.path)
         except OSError:
             fp = None
-        st.record_id = self.store.begin(
-            "file", source=str(st.path.resolve()), fingerprint=fp, audio_path=str(st.path.resolve())
-        )
-
-    def _flush(self, pool: list[tuple[_FileState, int]]) -> None:
-        if not pool:
-            return
-        batch = list(pool)
-        pool.clear()
-        t0 = time.perf_counter()
-        results = self.engine.transcribe(
-            [st.chunks[i].audio for st, i in batch],
-            DecodeOptions(
-                language=self.language,
-                hotwords=self.text.engine_hotwords(self.hotwords),
-                groups=tuple(st.index for st, _ in batch),
-            ),
-        )
-        share = (time.perf_counter() - t0) / len(batch)
-        for (st, i), res in zip(batch, results, strict=True):
-            st.results[i] = res
-            st.engine_s += share
-            chunk = st.chunks[i]
-            last = res.segments[-1].end if res.segments else 0.0
-            tail = chunk.continuation(last) if res.segments else None
-            if tail is not None and not st.error:
-                st.chunks.append(tail)
-                pool.append((st, len(st.chunks) - 1))
-
-    def _ready(self, states: deque[_FileState], force: bool = False) -> Iterator[Outcome]:
-        while states and (states[0].complete or force):
-            st = states.popleft()
-            yield self._finish(st)
+        source = printable(str(st.path.resolve()))
+        st.record_id = self.store.begin("file", source=source, fingerprint=fp, audio_path=source)
 
     def _finish(self, st: _FileState) -> Outcome:
+        transcript: FileTranscript | None = None
         if st.error is None and not st.complete:
-            st.error = f"{st.path}: internal error: file not fully transcribed"
-        if st.error is not None:
+            st.error = "internal error: file not fully transcribed"
+        if st.error is None:
+            try:
+                transcript = self._assemble(st)
+            except Exception as exc:
+                log.debug("%s: text pipeline failed", st.path, exc_info=True)
+                st.error = f"text processing failed: {describe(exc)}"
+        if st.error is not None or transcript is None:
             if self.store is not None and st.record_id:
-                self.store.fail(st.record_id, st.error)
+                self.store.fail(st.record_id, st.error or "no transcript")
             return Outcome(st.path, error=st.error)
+        if self.store is not None and st.record_id:
+            self.store.finish(
+                st.record_id,
+                language=transcript.language,
+                raw_text=transcript.raw_text,
+                text=transcript.text,
+                segments=[{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments],
+                engine={**self.engine.info.as_dict(), "processing_s": round(st.engine_s, 3)},
+                processing_s=transcript.processing_s,
+                duration_s=st.duration_s,
+                meta={**transcript.meta, "warning": st.warning} if st.warning else transcript.meta,
+            )
+        log.debug("%s: %s", st.path, transcript.text)
+        return Outcome(st.path, transcript, warning=st.warning)
+
+    def _assemble(self, st: _FileState) -> FileTranscript:
+        """The file's transcript from its chunks' results, in time order, through the text pipeline."""
         segments: list[TimedText] = []
         raw_segments: list[Segment] = []
         votes: dict[str, float] = {}
         replaced: list[dict[str, object]] = []
-        for i, chunk in sorted(enumerate(st.chunks), key=lambda ic: ic[1].offset_s):
+        for i, span in sorted(enumerate(st.spans), key=lambda ic: ic[1].offset_s):
             res = st.results[i]
-            votes[res.language] = votes.get(res.language, 0.0) + chunk.audio.size
+            votes[res.language] = votes.get(res.language, 0.0) + span.samples
             processed = self.text.apply(res, self.hotwords)
             replaced += processed.meta.get("hotwords", [])
             for raw, seg in zip(res.segments, processed.segments, strict=True):
-                start, end = chunk.to_file_time(seg.start), chunk.to_file_time(seg.end)
+                start, end = span.to_file_time(seg.start), span.to_file_time(seg.end)
                 raw_segments.append(raw)
                 if seg.text:
                     segments.append(TimedText(start, max(end, start), seg.text))
         language = max(votes.items(), key=lambda kv: kv[1])[0] if votes else (self.language or "")
-        transcript = FileTranscript(
+        return FileTranscript(
             file=str(st.path),
             duration_s=st.duration_s,
             language=language,
@@ -360,20 +477,6 @@ class BatchTranscriber:
             record_id=st.record_id,
             meta={"hotwords": replaced} if replaced else {},
         )
-        if self.store is not None and st.record_id:
-            self.store.finish(
-                st.record_id,
-                language=language,
-                raw_text=transcript.raw_text,
-                text=transcript.text,
-                segments=[{"start": s.start, "end": s.end, "text": s.text} for s in segments],
-                engine={**self.engine.info.as_dict(), "processing_s": round(st.engine_s, 3)},
-                processing_s=transcript.processing_s,
-                duration_s=st.duration_s,
-                meta=transcript.meta,
-            )
-        log.debug("%s: %s", st.path, transcript.text)
-        return Outcome(st.path, transcript)
 
 
 def transcript_from_record(rec: Record, file: str) -> FileTranscript:
