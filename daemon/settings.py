@@ -182,7 +182,25 @@ class MqttSettings(Section):
                 raise ConfigError(f"config error: mqtt.{key}: cannot read {path}")
         if self.tls_key and not self.tls_cert:
             raise ConfigError("config error: mqtt.tls_key: given without mqtt.tls_cert")
+        self._load_tls()
         self.password()
+
+    def _load_tls(self) -> None:
+        """Load the TLS files as the client will: a CA file that is not a certificate fails here, not at connect."""
+        import ssl
+
+        ctx = ssl.create_default_context()
+        key, what = "tls_ca", "a CA certificate (PEM)"
+        try:
+            if self.tls_ca is not None:
+                ctx.load_verify_locations(cafile=str(self.tls_ca))
+            key, what = "tls_cert", "a certificate with its private key (PEM)"
+            if self.tls_cert is not None:
+                ctx.load_cert_chain(str(self.tls_cert), str(self.tls_key) if self.tls_key else None)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            why = getattr(exc, "reason", None)
+            shown = f"{getattr(self, key)} is not {what}" + (f" ({why})" if why else "")
+            raise ConfigError(f"config error: mqtt.{key}: {shown}") from None
 
     def password(self) -> SecretStr | None:
         """The broker password: `password_file`, else the systemd credential `mqtt_password`."""

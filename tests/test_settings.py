@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import asrbox
@@ -141,3 +144,67 @@ def test_config_option_after_nested_commands(tmp_path: Path, env: dict[str, str]
     for args in (("config", "check"), ("history", "list"), ("models", "list"), ("pronounce", "export")):
         r = asrbox(*args, "--config", str(bad), env=env)
         assert r.returncode == 78 and "vad.threshold" in r.stderr, (args, r.stderr)
+
+
+@pytest.fixture(scope="module")
+def tls_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A real self-signed certificate and its key (openssl), as a broker's CA would be."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "ca.crt", d / "ca.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=asrbox-test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_cli_tls_ca_must_be_a_certificate(tmp_path: Path, env: dict[str, str], tls_pair: tuple[Path, Path]) -> None:
+    cert, key = tls_pair
+    not_cert = tmp_path / "ca.crt"
+    not_cert.write_text("this is not a certificate\n")
+    r = asrbox("--config", str(write(tmp_path, f'[mqtt]\ntls_ca = "{not_cert}"\n')), "config", "check", env=env)
+    assert r.returncode == 78
+    assert r.stderr.splitlines() == [
+        f"asrbox: config error: mqtt.tls_ca: {not_cert} is not a CA certificate (PEM) (NO_CERTIFICATE_OR_CRL_FOUND)"
+    ]
+    r = asrbox("--config", str(write(tmp_path, f'[mqtt]\ntls_ca = "{key}"\n')), "config", "check", env=env)
+    assert r.returncode == 78 and "mqtt.tls_ca" in r.stderr and len(r.stderr.splitlines()) == 1
+    good = f'[mqtt]\ntls_ca = "{cert}"\ntls_cert = "{cert}"\ntls_key = "{key}"\n'
+    r = asrbox("--config", str(write(tmp_path, good)), "config", "check", env=env)
+    assert r.returncode == 0, r.stderr
+    swapped = f'[mqtt]\ntls_ca = "{cert}"\ntls_cert = "{key}"\ntls_key = "{cert}"\n'
+    r = asrbox("--config", str(write(tmp_path, swapped)), "config", "check", env=env)
+    assert r.returncode == 78 and len(r.stderr.splitlines()) == 1
+    assert r.stderr.startswith(f"asrbox: config error: mqtt.tls_cert: {key} is not a certificate with its private key")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["config", "show"], ["history", "list"], ["transcribe", "/nonexistent/a.wav", "--language", "en"]],
+    ids=["config", "history", "transcribe"],
+)
+def test_cli_loads_settings_once(
+    argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import daemon.cli
+
+    for k in list(__import__("os").environ):
+        if k.startswith("ASRBOX_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("ASRBOX_STORE__PATH", str(tmp_path / "store"))
+    calls: list[dict[str, Any]] = []
+
+    def counting(config: Any = None, overrides: Any = None) -> Any:
+        calls.append(overrides or {})
+        return load_settings(config, overrides)
+
+    monkeypatch.setattr(daemon.cli, "load_settings", counting)
+    daemon.cli.main(argv)
+    assert len(calls) == 1
+    if argv[0] == "transcribe":
+        assert calls[0]["asr"]["language"] == "en"  # the command's overrides are in that one load
+    capsys.readouterr()
