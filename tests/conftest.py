@@ -126,15 +126,21 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 class Recorder:
-    """A paho subscriber that records every message under a topic filter."""
+    """A paho subscriber that records every message under a topic filter.
+
+    `messages[i]` is (topic, payload, retained); `arrivals[i]` is its time.monotonic() on arrival and `dups[i]`
+    its DUP flag (set only when the broker itself re-delivers a message to us)."""
 
     def __init__(self, port: int, topic: str, client_id: str = "", persistent: bool = False) -> None:
         import threading
+        import time
 
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.messages: list[tuple[str, bytes, bool]] = []
+        self.arrivals: list[float] = []
+        self.dups: list[bool] = []
         self._cond = threading.Condition()
         if persistent:  # a durable session: QoS 1 messages wait on the broker while we are away
             self.client = mqtt.Client(
@@ -143,7 +149,8 @@ class Recorder:
                 protocol=mqtt.MQTTv311,
                 clean_session=False,
             )
-            self.client.reconnect_delay_set(0.2, 1)
+            # back within 0.25 s of the broker, so that arrival times measure the daemon's reconnect, not ours
+            self.client.reconnect_delay_set(0.1, 0.25)
         else:
             self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         ready = threading.Event()
@@ -156,6 +163,8 @@ class Recorder:
 
         def on_message(c: Any, u: Any, msg: Any) -> None:
             with self._cond:
+                self.arrivals.append(time.monotonic())
+                self.dups.append(bool(msg.dup))
                 self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
                 self._cond.notify_all()
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from textmetrics import error_rate
 
 DEVICE = "testbox"
 ROOT_TOPIC = f"asrbox/{DEVICE}"
+IDLE_SLACK_S = 0.2  # a final's start vs. a session edge: capture hands the stream over in 0.1 s blocks
 
 
 def daemon_env(env: dict[str, str], broker: Broker, **extra: str) -> dict[str, str]:
@@ -54,6 +55,40 @@ def retained(port: int, topic: str, timeout: float = 5.0) -> str | None:
 
 def results(rec: Recorder, name: str) -> list[dict[str, Any]]:
     return [p for p in rec.payloads(f"/cmd/{name}/result") if isinstance(p, dict)]
+
+
+def final_seqs(rec: Recorder) -> list[int]:
+    """The seq of every final received, in arrival order, repeats included."""
+    return [int(f["seq"]) for f in rec.payloads("/transcript/final") if isinstance(f, dict)]
+
+
+def assert_exactly_once(seqs: list[int], first: int, last: int) -> None:
+    """`seqs` (in arrival order) is first..last: each once, none missing, in order."""
+    assert seqs == list(range(first, last + 1)), f"expected seqs {first}..{last} once each, got {seqs}"
+
+
+def assert_finals_delivered_once(rec: Recorder, store: Path) -> None:
+    """After a run with no outage: every final in the store's outbox was acknowledged and arrived exactly once."""
+    with contextlib.closing(sqlite3.connect(f"file:{store / 'asrbox.db'}?mode=ro", uri=True)) as db:
+        count, last, unsent = db.execute("SELECT COUNT(*), MAX(seq), COUNT(*) - COUNT(sent_at) FROM outbox").fetchone()
+    assert unsent == 0 and count == (last or 0)
+    assert rec.wait_for(lambda m: len(final_seqs(rec)) >= count, 10)
+    assert_exactly_once(final_seqs(rec), 1, count)
+
+
+def ping(rec: Recorder, request_id: str, tries: int = 1, timeout: float = 10.0) -> dict[str, Any]:
+    """A ping round trip, the tests' barrier: commands and actions share one queue handled in arrival order, so
+    its reply proves that everything sent before it was handled. With `tries` > 1 it is sent again until answered
+    (the daemon may not be subscribed yet when it first says it is online)."""
+
+    def answers() -> list[dict[str, Any]]:
+        return [r for r in results(rec, "ping") if r.get("request_id") == request_id]
+
+    for _ in range(tries):
+        rec.publish(f"{ROOT_TOPIC}/cmd/ping", json.dumps({"request_id": request_id}))
+        if rec.wait_for(lambda m: answers(), timeout / tries):
+            return answers()[0]
+    raise AssertionError(f"no reply to ping {request_id!r} within {timeout} s")
 
 
 def test_live_file_partials_finals_session(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
@@ -134,13 +169,24 @@ def test_commands_good_and_malformed_then_sigterm(broker: Broker, env: dict[str,
         ).read_text()[-2000:]
         assert rec.wait_for(lambda m: rec.payloads("/status")[-1:] == ["online"], 10)
         cmd = f"{ROOT_TOPIC}/cmd"
-        time.sleep(1.0)  # the retained stop has been delivered by now
+        # the broker hands the retained stop over on subscription, before this ping: once it is answered, the
+        # stop has been handled (ignored)
+        first = ping(rec, "r1", tries=10)
+        assert first["ok"] is True and first["version"] and first["state"] == "listening"
+        assert results(rec, "stop") == []  # ignored: not even a reply
+        assert json.loads([p for t, p, _ in rec.messages if t.endswith("/state")][-1])["state"] == "listening"
+        rec.publish(f"{cmd}/stop", b"", retain=True)  # clear it from the broker
 
-        rec.publish(f"{cmd}/ping", json.dumps({"request_id": "r1"}))
-        assert rec.wait_for(lambda m: results(rec, "ping"), 10)
-        ping = results(rec, "ping")[-1]
-        assert ping["ok"] is True and ping["request_id"] == "r1" and ping["version"] and ping["state"] == "listening"
+        rec.publish(f"{cmd}/stop", b"{}")
+        assert rec.wait_for(lambda m: any(s.get("event") == "stopped" for s in rec.payloads("/session")), 20)
+        assert rec.wait_for(
+            lambda m: json.loads([p for t, p, _ in m if t.endswith("/state")][-1])["state"] == "idle", 10
+        )
+        stopped = [x for x in rec.payloads("/session") if x.get("event") == "stopped"][-1]
+        sid = stopped["session_id"]
+        speech_before = rec.payloads("/speech").count("ON")
 
+        # idle (the file keeps playing): bad commands, hotwords and MQTT 5 request/response meanwhile
         bad = [
             ("ping", b"{not json", "not JSON"),
             ("ping", b"[1, 2]", "JSON object"),
@@ -159,10 +205,6 @@ def test_commands_good_and_malformed_then_sigterm(broker: Broker, env: dict[str,
             reply = results(rec, name)[-1]
             assert reply["ok"] is False and needle in reply["error"], (name, reply)
 
-        assert not [r for r in results(rec, "stop") if r["ok"]]
-        assert json.loads([p for t, p, _ in rec.messages if t.endswith("/state")][-1])["state"] == "listening"
-        rec.publish(f"{cmd}/stop", b"", retain=True)  # clear it from the broker
-
         rec.publish(f"{cmd}/hotwords", json.dumps({"set": ["钉钉", "通义千问"]}))
         assert rec.wait_for(lambda m: results(rec, "hotwords") and results(rec, "hotwords")[-1]["ok"], 10)
         rec.publish(f"{cmd}/hotwords", json.dumps({"add": ["asrbox"], "remove": ["钉钉"]}))
@@ -175,25 +217,29 @@ def test_commands_good_and_malformed_then_sigterm(broker: Broker, env: dict[str,
         rec.client.publish(f"{cmd}/ping", b"{}", qos=1, properties=props).wait_for_publish(5)
         assert rec.wait_for(lambda m: any(t == "replies/me" for t, _, _ in m), 10)
 
-        rec.publish(f"{cmd}/stop", b"{}")
-        assert rec.wait_for(lambda m: any(s.get("event") == "stopped" for s in rec.payloads("/session")), 20)
-        assert rec.wait_for(
-            lambda m: json.loads([p for t, p, _ in m if t.endswith("/state")][-1])["state"] == "idle", 10
-        )
         # idle: nothing is heard or kept; only the utterance cut at the stop is still transcribed, in its session
-        stopped = [x for x in rec.payloads("/session") if x.get("event") == "stopped"][-1]
-        speech_before = rec.payloads("/speech").count("ON")
-        time.sleep(4)
+        assert ping(rec, "idle")["state"] == "idle"
         assert rec.payloads("/speech").count("ON") == speech_before
-        assert all(f["session_id"] == stopped["session_id"] for f in rec.payloads("/transcript/final"))
+        assert all(f["session_id"] == sid for f in rec.payloads("/transcript/final"))
         rec.publish(f"{cmd}/start", json.dumps({"session_name": "lesson 3", "language": "en"}))
         assert rec.wait_for(lambda m: any(s.get("name") == "lesson 3" for s in rec.payloads("/session")), 10)
-        assert rec.wait_for(lambda m: rec.payloads("/transcript/final"), 60)
+        lesson = next(s for s in rec.payloads("/session") if s.get("name") == "lesson 3")
+        assert rec.wait_for(lambda m: [f for f in rec.payloads("/transcript/final") if f["session_id"] != sid], 60)
+        # by stream offset: no final starts in the idle stretch, and the new session's finals start after it
+        # started (no audio heard while idle is glued in front of them)
+        began = datetime.fromisoformat(lesson["started_at"]).timestamp()
+        ended = datetime.fromisoformat(stopped["ended_at"]).timestamp()
+        for f in rec.payloads("/transcript/final"):
+            start = datetime.fromisoformat(f["started_at"]).timestamp()
+            assert not ended + IDLE_SLACK_S < start < began - IDLE_SLACK_S, ("heard while idle", f, stopped, lesson)
+            if f["session_id"] == lesson["session_id"]:
+                assert start >= began - IDLE_SLACK_S, (f, lesson)
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)
     assert rc == 0, (tmp_path / "d.log").read_text()[-2000:]
     assert rec.wait_for(lambda m: rec.payloads("/status")[-1] == "offline", 5)
+    assert_finals_delivered_once(rec, Path(env["ASRBOX_STORE__PATH"]))  # ended by SIGTERM
     rec.close()
     assert mqtt  # imported for the Properties types above
 
@@ -326,7 +372,8 @@ def test_bad_config_exits_78_before_anything(env: dict[str, str], tmp_path: Path
         timeout=60,
     )
     assert r.returncode != 0 and "no such file" in r.stderr and "Traceback" not in r.stderr
-    assert os.environ.get("ASRBOX_STORE__PATH") is None or True
+    # "before anything": neither refused start created the store (env points it into this test's tmp_path)
+    assert not Path(env["ASRBOX_STORE__PATH"]).exists()
 
 
 def test_session_hotwords_correct_live_finals(broker: Broker, env: dict[str, str], tmp_path: Path) -> None:
@@ -352,8 +399,10 @@ def test_session_hotwords_correct_live_finals(broker: Broker, env: dict[str, str
         assert "中介协会" not in final["raw_text"]
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(60) == 0
-        rec.close()
+        rc = proc.wait(60)
+    assert rc == 0, (tmp_path / "d.log").read_text()[-2000:]
+    assert_finals_delivered_once(rec, Path(env["ASRBOX_STORE__PATH"]))  # ended by SIGTERM
+    rec.close()
     db = Path(env["ASRBOX_STORE__PATH"]) / "asrbox.db"
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         metas = [json.loads(m) for (m,) in con.execute("SELECT meta FROM records WHERE meta IS NOT NULL")]
@@ -395,7 +444,7 @@ def test_home_assistant_hermes_and_pronunciation(broker: Broker, env: dict[str, 
 
         # Hermes: another site is ignored; ours starts listening and stops after one utterance
         rec.publish("hermes/asr/startListening", json.dumps({"siteId": "hall", "sessionId": "x"}))
-        time.sleep(1.0)
+        ping(rec, "after-hall")  # handled after the Hermes request (one queue, in order): it was ignored
         assert state() != "listening"
         rec.publish("hermes/asr/startListening", json.dumps({"siteId": "room", "sessionId": "h1"}))
         assert rec.wait_for(lambda m: on("hermes/asr/textCaptured"), 90), (tmp_path / "d.log").read_text()[-2000:]
