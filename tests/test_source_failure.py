@@ -30,8 +30,8 @@ class ScriptedSource:
     def __init__(self, audio: np.ndarray, fail_at: float, fail_for: float, crash: bool = False) -> None:
         self.audio = audio
         self.fail_at, self.fail_for, self.crash = fail_at, fail_for, crash
-        self.t0 = time.monotonic()
-        self.wall0 = time.time()
+        self.t0 = 0.0  # the script's clock starts at the first open (model loading takes varying time)
+        self.wall0 = 0.0
         self.pos = 0
         self.opens = 0
 
@@ -40,6 +40,8 @@ class ScriptedSource:
         return self.fail_at <= t < self.fail_at + self.fail_for
 
     def open(self) -> None:
+        if not self.t0:
+            self.t0, self.wall0 = time.monotonic(), time.time()
         if self._failing():
             raise SourceError("microphone vanished (device unplugged)")
         self.opens += 1

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import signal
-import statistics
 import threading
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from daemon.audio.source import AudioSource
 from daemon.audio.vad import load_vad
 from daemon.core.commands import CommandDesk
 from daemon.core.outbox import Outbox
+from daemon.core.supervisor import Supervisor
 from daemon.core.utterances import Utterances
 from daemon.errors import AsrboxError
 from daemon.integrations.hub import Integrations
@@ -62,9 +62,6 @@ from daemon.transcript import DecodeOptions
 log = logging.getLogger(__name__)
 
 CAPTURE_QUEUE_BLOCKS = 100  # 10 s of 100 ms blocks
-DIAGNOSTICS_EVERY_S = 60.0
-RETENTION_EVERY_S = 60.0
-TICK_S = 0.5
 LISTENER_ANSWER_S = 5.0
 DRAIN_WORKER_S = 10.0
 DRAIN_OUTBOX_S = 3.0
@@ -96,8 +93,6 @@ class App:
         self._trackers: dict[str, PartialTracker] = {}  # utterances with partials and no final yet (a few)
         self._idle_waiters: dict[int, asyncio.Future[None]] = {}
         self._tokens = 0
-        self._state_backlog = 0
-        self._state_published = 0.0
         self._fatal: BaseException | None = None
         self._stop_requested = threading.Event()  # set from any thread; the loop notices on its next tick
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -122,6 +117,7 @@ class App:
         self.listener = Listener(self.blocks, load_vad(s.vad.engine), s.vad, self.post, self.worker)
         self.utterances = Utterances(self)
         self.desk = CommandDesk(self)
+        self.supervisor = Supervisor(self)
         self.integrations = Integrations(s, self.topics, self.client, self.store, self)
         self.retention = Retention(self.store, s.store)
 
@@ -180,21 +176,26 @@ class App:
         self._stop = asyncio.Event()
         self._build()
         tasks: list[asyncio.Task[None]] = []
+        error: AsrboxError | None = None
         try:
             await self._start()
-            tasks = [asyncio.create_task(self._ticker(), name="ticker"), self.desk.start()]
+            tasks = [self.supervisor.start(), self.desk.start()]
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             for t in tasks:
                 if t.done() and t.exception() is not None:
                     self._fail_hard(t.exception())
+        except AsrboxError as exc:  # e.g. a GPIO line that cannot be had: one line, its own exit code
+            error = exc
         except Exception as exc:
             self._fail_hard(exc)
         finally:
             for t in tasks:
                 t.cancel()
             await self._shutdown()
+        if error is not None:
+            raise error
         return EX_SOFTWARE if self._fatal is not None else 0
 
     def _fail_hard(self, exc: BaseException | None) -> None:
@@ -223,7 +224,7 @@ class App:
         if self.settings.session.listen_on_start:
             await self.start_session(None, None)
         await asyncio.to_thread(self.capture.opened.wait, 10.0)
-        self.notifier.ready(self._status_line())
+        self.notifier.ready(self.supervisor.status_line())
         log.info("asrbox %s running: device %s, source %s", __version__, self.topics.root, self.source.name)
 
     async def _shutdown(self) -> None:
@@ -252,11 +253,11 @@ class App:
 
     async def _stop_capture(self) -> None:
         self.capture.stop_event.set()
-        await asyncio.to_thread(self.capture.join, 2.0)
+        await _join(self.capture, 2.0)
 
     async def _stop_listener(self) -> None:
         self.listener.stop_event.set()
-        await asyncio.to_thread(self.listener.join, 5.0)
+        await _join(self.listener, 5.0)
         await asyncio.sleep(0)  # let the events it posted last (its final utterance) run
 
     async def _stop_worker(self) -> None:
@@ -264,7 +265,7 @@ class App:
         while self.utterances.backlog and time.monotonic() < deadline and self.worker.is_alive():
             await asyncio.sleep(0.05)
         self.worker.stop()
-        await asyncio.to_thread(self.worker.join, 5.0)
+        await _join(self.worker, 5.0)
         await asyncio.sleep(0)
 
     async def _close_session(self) -> None:
@@ -289,109 +290,22 @@ class App:
     async def _close_store(self) -> None:
         self.store.close()
 
-    # ------------------------------------------------------------------ the loop's clock
-    async def _ticker(self) -> None:
-        next_diag = time.monotonic() + 5.0
-        next_retention = time.monotonic()
-        retention: asyncio.Task[None] | None = None
-        while True:
-            await asyncio.sleep(TICK_S)
-            self._supervise()
-            self.outbox.pump()
-            now = time.monotonic()
-            if now >= next_retention and (retention is None or retention.done()):
-                retention = asyncio.create_task(self._retention())
-                next_retention = now + RETENTION_EVERY_S
-            if now >= next_diag:
-                self._diagnostics()
-                next_diag = now + DIAGNOSTICS_EVERY_S
-            self._backlog_changed()
-            if self.exit_at_end and self.source_ended and self.utterances.backlog == 0:
-                log.info("source ended and every utterance is transcribed; exiting")
-                assert self._stop is not None
-                self._stop.set()
-
-    # ------------------------------------------------------------------ health
-    def stages(self) -> list[Any]:
-        return [self.capture, self.listener, self.worker]
-
+    # ------------------------------------------------------------------ health (the supervisor's)
     def healthy(self) -> bool:
-        now = time.monotonic()
-        for t in self.stages():
-            finished_ok = t in (self.capture, self.listener) and self.listener.ended.is_set()
-            if not finished_ok and (not t.is_alive() or not t.heartbeat.healthy(now)):
-                return False
-        return True
-
-    def _supervise(self) -> None:
-        if self.healthy():
-            self.notifier.watchdog()
-            return
-        dead = [t.name for t in self.stages() if not t.is_alive() or not t.heartbeat.healthy()]
-        if self.state != "error":
-            log.error("stage(s) not making progress: %s; withholding the watchdog", ", ".join(dead))
-            self.set_state("error", f"stage stalled: {', '.join(dead)}")
-
-    async def _retention(self) -> None:
-        try:
-            status = await asyncio.to_thread(self.retention.run)
-        except AsrboxError as exc:
-            log.error("retention: %s", exc)
-            return
-        self.disk_free_mb = status.free_mb
-        u = self.utterances
-        if status.low and u.archive_audio:
-            u.archive_audio = False
-            msg = f"disk low: {status.free_mb} MB free (< {self.settings.store.min_free_mb}); audio not archived"
-            self.failure("disk_low", msg)
-            self.set_state(self.state, msg)
-        elif not status.low and not u.archive_audio:
-            u.archive_audio = True
-            log.info("disk space back (%d MB free): archiving audio again", status.free_mb)
-            self.set_state(self.state, None)
-
-    def _backlog_changed(self) -> None:
-        """`state` carries the backlog: republish when it changes (at most every 2 s)."""
-        now = time.monotonic()
-        if self.utterances.backlog != self._state_backlog and now - self._state_published >= 2.0:
-            self._publish_state()
-
-    def _status_line(self) -> str:
-        return f"{self.state}; backlog {self.utterances.backlog}; outbox {self.outbox.backlog()}"
-
-    def _diagnostics(self) -> None:
-        lat = list(self.outbox.latencies_ms)
-        data = {
-            "uptime_s": round(time.monotonic() - self.started_mono, 1),
-            "backlog": self.utterances.backlog,
-            "outbox": self.outbox.backlog(),
-            "dropped_frames": self.blocks.dropped,
-            "dropped_partials": self.worker.partials_dropped,
-            "disk_free_mb": self.retention.free_mb(),
-            "last_rtf": self.worker.last_rtf,
-            "latency_ms_p50": statistics.median(lat) if lat else None,
-            "finals": self.utterances.done,
-            "source_failures": self.capture.failures,
-            "asr_failures": self.worker.failures,
-            "utterances_failed": self.utterances.failed,
-            "commands_dropped": self.desk.dropped,
-            "archiving_audio": self.utterances.archive_audio,
-        }
-        self.client.publish(self.topics.diagnostics, json.dumps(data), qos=0, retain=True)
-        self.notifier.status(self._status_line())
+        return self.supervisor.healthy()
 
     # ------------------------------------------------------------------ state and sessions
     def set_state(self, state: str, reason: str | None) -> None:
         if (state, reason) == (self.state, self.reason):
             return
         self.state, self.reason, self.since = state, reason, utc_now()
-        self._publish_state()
+        self.publish_state()
         self.integrations.on_state(state)
 
-    def _publish_state(self) -> None:
-        self._state_backlog = self.utterances.backlog
-        self._state_published = time.monotonic()
-        body = payloads.state(self.state, self.session_id, self.reason, self.since, self._state_backlog)
+    def publish_state(self) -> None:
+        backlog = self.utterances.backlog
+        self.supervisor.state_published(backlog)
+        body = payloads.state(self.state, self.session_id, self.reason, self.since, backlog)
         self.client.publish(self.topics.state, json.dumps(body), qos=1, retain=True)
 
     async def start_session(self, name: str | None, language: str | None) -> str:
@@ -512,7 +426,7 @@ class App:
 
     def _connected(self) -> None:
         self.connected = self.outbox.connected = True
-        self._publish_state()
+        self.publish_state()
         self.integrations.on_connect()
         self.outbox.pump()
 
@@ -548,3 +462,8 @@ class App:
 
     def audio_path(self, rel: str) -> Path:
         return self.store.root / rel
+
+
+async def _join(thread: threading.Thread, timeout: float) -> None:
+    if thread.ident is not None:  # started
+        await asyncio.to_thread(thread.join, timeout)
