@@ -50,9 +50,10 @@ def _prepare() -> dict[str, Path]:
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     """In a child process: load the engine, transcribe the clips in batches, report time and memory."""
-    from daemon.asr.engine import DecodeOptions, load_engine
+    from daemon.asr.engine import load_engine
     from daemon.audio.decode import decode_file
     from daemon.settings import AsrSettings
+    from daemon.transcript import DecodeOptions
 
     audios = [decode_file(Path(p)) for p in spec["clips"]]
     seconds = sum(a.size for a in audios) / 16000

@@ -14,11 +14,12 @@ import pytest
 from conftest import ROOT, asrbox, eval_clip
 
 from daemon.asr.batching import batches
-from daemon.asr.engine import DecodeOptions, load_engine
+from daemon.asr.engine import load_engine
 from daemon.asr.funasr_engine import FunasrEngine, split_tags
 from daemon.audio.decode import decode_file
 from daemon.errors import ConfigError
 from daemon.settings import AsrSettings, VadSettings
+from daemon.transcript import DecodeOptions
 
 sys.path.insert(0, str(ROOT / "scripts"))
 torch = pytest.importorskip("torch", reason="the funasr extra is not installed (scripts/test installs it)")

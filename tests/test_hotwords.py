@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from daemon.asr.engine import Segment, Transcript
 from daemon.errors import ConfigError
 from daemon.settings import TextSettings, load_settings
 from daemon.text.hotwords import HotwordCorrector, load_terms
 from daemon.text.pipeline import TextPipeline, fullwidth_punctuation
+from daemon.transcript import Segment, Transcript
 
 TERMS = ["钉钉", "通义千问", "Kubernetes", "ChatGPT", "慢动作", "数据库"]
 

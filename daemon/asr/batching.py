@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from daemon.asr.engine import Audio, Transcript
 from daemon.audio.decode import SAMPLE_RATE
+from daemon.transcript import Audio, Transcript
 
 
 def batches(durations: Sequence[float], max_seconds: float) -> list[list[int]]:

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from daemon.asr.batching import in_batches
-from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 from daemon.asr.provisioned import model_folder, model_kind, resolve
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import ConfigError, ModelError
+from daemon.lang import HAN
 from daemon.settings import AsrSettings
-from daemon.text.script import HAN
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 
 log = logging.getLogger(__name__)
 

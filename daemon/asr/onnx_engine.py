@@ -21,13 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.asr.batching import in_batches
-from daemon.asr.engine import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 from daemon.asr.funasr_engine import LANGUAGE_TAGS, split_tags
 from daemon.asr.provisioned import model_folder, model_kind
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.audio.fbank import MELS, feed, online_fbank, read_cmvn
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript
 
 log = logging.getLogger(__name__)
 

@@ -18,23 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from daemon.asr.engine import (
-    NO_SPACE_LANGUAGES,
-    Audio,
-    DecodeOptions,
-    EngineInfo,
-    Segment,
-    Transcript,
-    join_texts,
-)
 from daemon.asr.models import resolve_whisper_model
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import ConfigError, ModelError
+from daemon.lang import CJK_LANGUAGES, HAN, KANA, NO_SPACE_LANGUAGES
 from daemon.settings import AsrSettings
-from daemon.text.script import HAN
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript, join_texts
 
-_CJK_LANGUAGES = frozenset({"zh", "yue", "ja"})
-_CJK_CHAR = re.compile(f"[\u3040-\u30ff{HAN}]")  # kana too: Japanese prompts
+_CJK_CHAR = re.compile(f"[{KANA}{HAN}]")  # kana too: Japanese prompts
 log = logging.getLogger(__name__)
 
 WINDOW_S = 30
@@ -144,7 +135,7 @@ class WhisperEngine:
         """Hotwords as Whisper's previous-text prompt, only those written in the window's script: a Chinese
         term in the prompt of English speech (or the reverse) pushes Whisper to mix scripts and hallucinate
         (measured on the eval set: garbage output and twice the decode time)."""
-        cjk = language in _CJK_LANGUAGES
+        cjk = language in CJK_LANGUAGES
         terms = [t for t in hotwords if bool(_CJK_CHAR.search(t)) == cjk]
         prompt: list[int] = []
         if terms:

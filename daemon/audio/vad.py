@@ -7,9 +7,10 @@ the live path and the file path compute the same probabilities for the same audi
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -105,11 +106,16 @@ class SileroVad:
         return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
-def load_vad(kind: str = "silero") -> Vad:
-    if kind == "silero":
-        return SileroVad()
-    if kind == "fsmn":
-        from daemon.audio.fsmn_vad import FsmnVad
+# The VAD registry: name -> "module:Class" (a class taking no arguments), imported when first loaded.
+VADS: dict[str, str] = {
+    "silero": "daemon.audio.vad:SileroVad",
+    "fsmn": "daemon.audio.fsmn_vad:FsmnVad",
+}
 
-        return FsmnVad()
-    raise ModelError(f"unknown VAD {kind!r}")
+
+def load_vad(kind: str = "silero") -> Vad:
+    target = VADS.get(kind)
+    if target is None:
+        raise ModelError(f"unknown VAD {kind!r}")
+    module, _, name = target.partition(":")
+    return cast(Vad, getattr(importlib.import_module(module), name)())

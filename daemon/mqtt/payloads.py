@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from daemon import __version__
-from daemon.asr.engine import EngineInfo, Transcript
 from daemon.store.db import Record
+from daemon.transcript import EngineInfo, Transcript
 
 SCHEMA = 1
 

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from daemon.text.script import HAN
+from daemon.lang import HAN
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.text.script import CHINESE_LANGUAGES
+from daemon.lang import CHINESE_LANGUAGES
 
 log = logging.getLogger(__name__)
 

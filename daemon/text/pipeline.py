@@ -13,11 +13,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from daemon.asr.engine import Segment, Transcript, join_texts
+from daemon.lang import CHINESE_LANGUAGES, HAN
 from daemon.settings import TextSettings
 from daemon.text.hotwords import HotwordCorrector, Replacement
 from daemon.text.itn import Itn
-from daemon.text.script import CHINESE_LANGUAGES, HAN, convert_script
+from daemon.text.script import convert_script
+from daemon.transcript import Segment, Transcript, join_texts
 
 _CJK = f"[{HAN}]"
 _FULLWIDTH = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；", ".": "。"}

@@ -5,8 +5,6 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-CHINESE_LANGUAGES = frozenset({"zh", "yue"})
-HAN = "\u3400-\u9fff\uf900-\ufaff"  # Chinese characters, as the body of a regex character class
 _CONFIGS = {"simplified": "t2s", "traditional": "s2t"}
 
 

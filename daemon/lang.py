@@ -1,0 +1,14 @@
+"""Language facts shared by the engines, the text pipeline and the tools: one definition of each."""
+
+from __future__ import annotations
+
+# Languages written without spaces between words (segment texts are joined without a separator).
+NO_SPACE_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "my", "bo", "km"})
+# Languages written in Chinese characters (script conversion, Chinese punctuation, Chinese ITN).
+CHINESE_LANGUAGES = frozenset({"zh", "yue"})
+# Languages written in CJK script (scored per character; hotword prompts in their own script).
+CJK_LANGUAGES = frozenset({"zh", "yue", "ja"})
+# Chinese characters, as the body of a regex character class.
+HAN = "\u3400-\u9fff\uf900-\ufaff"
+# Japanese kana (hiragana and katakana), as the body of a regex character class.
+KANA = "\u3040-\u30ff"
