@@ -141,6 +141,7 @@ class Recorder:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.arrivals: list[float] = []
         self.dups: list[bool] = []
+        self.connects: list[float] = []  # time.monotonic() of each (re)connection
         self._cond = threading.Condition()
         if persistent:  # a durable session: QoS 1 messages wait on the broker while we are away
             self.client = mqtt.Client(
@@ -156,6 +157,7 @@ class Recorder:
         ready = threading.Event()
 
         def on_connect(c: Any, u: Any, f: Any, r: Any, p: Any) -> None:
+            self.connects.append(time.monotonic())
             c.subscribe(topic, qos=1)
 
         def on_subscribe(c: Any, u: Any, mid: Any, rc: Any, p: Any) -> None:
