@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from daemon.errors import ConfigError
 from daemon.settings import TextSettings, load_settings
-from daemon.text.hotwords import HotwordCorrector, load_terms
+from daemon.text.hotwords import HotwordCorrector, Replacement, clean_text, load_terms, unsafe_character
 from daemon.text.pipeline import TextPipeline, fullwidth_punctuation
 from daemon.transcript import Segment, Transcript
 
@@ -132,3 +133,73 @@ def test_warm_loads_both_grammars_once(tmp_path: Path) -> None:
     off = TextPipeline(TextSettings(itn=False), tmp_path / "off")
     off.warm()
     assert off.itn._zh is None and off.itn._en is None
+
+
+# --- odd text never raises; unsafe terms are ignored or dropped (issue #11) ----------------------------------
+
+ODD = {
+    "private use": "我们用丁丁\ue000开会",
+    "lone surrogate": "丁\ud800丁 cuber\udfffnetes",
+    "NUL": "\x00丁丁\x00 chat\x00gpt",
+    "bidi": "\u202e丁丁\u202c \u2067cubernetes\u2069",
+    "emoji": "丁丁😀 cubernetes 👍🏽",
+    "10k characters": "我们用丁丁开会 deploy on cubernetes " * 300,
+    "mixed scripts": "двадцать 丁丁 스물 cubernetes عشرون",
+    "combining": "e\u0301" * 20 + "丁丁",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("text", ODD.values(), ids=ODD.keys())
+def test_odd_text_never_raises(fix: HotwordCorrector, text: str) -> None:
+    out, reps = fix.correct(text, [*TERMS, "钉\ud800钉", "\x00"])
+    assert isinstance(out, str)
+    for r in reps:
+        assert text[r.start : r.start + len(r.original)] == r.original and r.term in TERMS
+
+
+def test_terms_with_unsafe_characters_are_ignored(fix: HotwordCorrector) -> None:
+    assert fix.correct("我们用丁丁开会", ["钉\u202e钉", "钉\ue000钉", "\ud800"]) == ("我们用丁丁开会", [])
+    assert fix.correct("我们用丁丁开会", ["钉\u202e钉", "钉钉"])[0] == "我们用钉钉开会"
+
+
+class _Broken(HotwordCorrector):
+    def _chinese(self, text: str, term: str) -> list[Replacement]:
+        raise RuntimeError("boom \ud800")
+
+
+def test_a_failure_returns_the_text_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="daemon.text.hotwords"):
+        assert _Broken().correct("我们用丁丁开会", ["钉钉"]) == ("我们用丁丁开会", [])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None and "RuntimeError: boom" in warnings[0].getMessage()
+    warnings[0].getMessage().encode("utf-8")  # a log line that can be written
+    assert any(r.levelno == logging.DEBUG and r.exc_info for r in caplog.records)
+
+
+def test_unsafe_terms_from_config_and_file_are_dropped_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    f = tmp_path / "terms.txt"
+    f.write_text("钉钉\nbad\x00term\n\u202eKubernetes\n私\ue000有\nCafe\u0301\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="daemon.text.hotwords"):
+        terms = load_terms(["asrbox", "x\x1by", " 通义千问 "], str(f))
+    assert terms == ("asrbox", "通义千问", "钉钉", "Café")
+    assert len(caplog.records) == 1
+    msg = caplog.records[0].getMessage()
+    assert "4 term(s) dropped" in msg and "U+0000" in msg and "U+202E" in msg and "U+E000" in msg
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="daemon.text.hotwords"):
+        assert load_terms(["钉钉"], None) == ("钉钉",)
+    assert not caplog.records  # clean lists: no warning
+
+
+def test_unsafe_character_names_the_kind() -> None:
+    assert unsafe_character("钉钉 Kubernetes 😀 é") is None
+    assert unsafe_character("a\x00") == "U+0000 (a control character)"
+    assert unsafe_character("\ud800") == "U+D800 (a lone surrogate)"
+    assert unsafe_character("\U00100000") == "U+100000 (a private-use character)"
+    assert unsafe_character("\u200e") == "U+200E (a bidi control)"
+    assert clean_text("  Cafe\u0301\u3000") == "Café"
+    with pytest.raises(ValueError, match=r"U\+061C \(a bidi control\)"):
+        clean_text("\u061c")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,36 @@ log = logging.getLogger(__name__)
 
 def _words(text: str) -> list[str]:
     return text.split()
+
+
+# characters a term, a session name or a practice sentence must not hold: lone surrogates (cannot be encoded),
+# C0/C1 controls (NUL, ESC ...), private-use characters (no meaning; ITN uses them internally) and bidi controls
+# (they reorder what a reader sees)
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\U000f0000-\U0010ffff"
+                     "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # fmt: skip
+_KINDS = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate",
+    "Co": "a private-use character",
+    "Cn": "a noncharacter",
+}
+
+
+def unsafe_character(text: str) -> str | None:
+    """The first character `text` must not hold, described ("U+0000 (a control character)"); None if clean."""
+    m = _UNSAFE.search(text)
+    if m is None:
+        return None
+    ch = m.group(0)
+    return f"U+{ord(ch):04X} ({_KINDS.get(unicodedata.category(ch), 'a bidi control')})"
+
+
+def clean_text(text: str) -> str:
+    """`text` in NFC without surrounding space; ValueError("contains U+...") for an unsafe character."""
+    bad = unsafe_character(text)
+    if bad is not None:
+        raise ValueError(f"contains {bad}")
+    return unicodedata.normalize("NFC", text).strip()
 
 
 _CJK = re.compile(f"[{HAN}]")
@@ -107,7 +138,17 @@ class HotwordCorrector:
         self.threshold = threshold
 
     def correct(self, text: str, terms: Iterable[str]) -> tuple[str, list[Replacement]]:
-        terms = [t.strip() for t in terms if t.strip()]
+        """Never raises: on an internal failure the text comes back unchanged (one warning, traceback at DEBUG).
+        Terms holding an unsafe character (see `unsafe_character`) are ignored."""
+        try:
+            return self._correct(text, [t.strip() for t in terms if unsafe_character(t) is None and t.strip()])
+        except Exception as exc:  # any: a transcript must never be lost to a correction bug
+            reason = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+            log.warning("hotword correction skipped for one text (%s: %s)", type(exc).__name__, reason)
+            log.debug("hotword correction failed on %r", text[:200], exc_info=True)
+            return text, []
+
+    def _correct(self, text: str, terms: list[str]) -> tuple[str, list[Replacement]]:
         if not text or not terms:
             return text, []
         found: list[Replacement] = []
@@ -216,14 +257,24 @@ class HotwordCorrector:
 
 
 def load_terms(inline: Sequence[str], path: str | None) -> tuple[str, ...]:
-    """The box's list: `text.hotwords` plus one term a line from `text.hotwords_file` (# starts a comment)."""
-    terms = [t.strip() for t in inline if t.strip()]
+    """The box's list: `text.hotwords` plus one term a line from `text.hotwords_file` (# starts a comment), in
+    NFC. A term holding an unsafe character (NUL, a bidi control, ...) is dropped: one warning for all of them."""
+    terms = [("text.hotwords", t) for t in inline]
     if path:
         from pathlib import Path
 
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                terms.append(line)
-    seen: dict[str, None] = dict.fromkeys(terms)
-    return tuple(seen)
+        for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+            terms.append((f"{path}:{n}", line.split("#", 1)[0]))
+    kept: dict[str, None] = {}
+    dropped: list[str] = []
+    for where, term in terms:
+        try:
+            term = clean_text(term)
+        except ValueError as exc:
+            dropped.append(f"{where} {exc}")
+            continue
+        if term:
+            kept[term] = None
+    if dropped:
+        log.warning("hotwords: %d term(s) dropped for unsafe characters: %s", len(dropped), "; ".join(dropped[:5]))
+    return tuple(kept)

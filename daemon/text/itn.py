@@ -77,7 +77,7 @@ _ZH_UNITS = {
     "min": ("分钟",), "s": ("秒", "秒钟"), "°": ("度",), "°C": ("摄氏度",), "kw": ("千瓦",), "kW": ("千瓦",),
 }  # fmt: skip
 _ZH_MEASURE = re.compile(r"^([-\d.~/]+)(.*)$")
-_PUA = 0xE000  # private-use code points stand in for masked phrases
+_PUA, _PUA_END = 0xE000, 0xF8FF  # private-use code points stand in for masked phrases
 
 
 def _strip_zero(v: str) -> str:
@@ -87,17 +87,24 @@ def _strip_zero(v: str) -> str:
 class ChineseItn:
     def __init__(self, fst: _Fst) -> None:
         self._fst = fst
-        self._fixed = sorted(set(ZH_FIXED), key=len, reverse=True)
+        fixed = sorted(set(ZH_FIXED), key=len, reverse=True)
+        self._fixed_pattern = re.compile("|".join(map(re.escape, fixed)) + "|" + _ZH_APPROX.pattern)
 
-    def _mask(self, text: str) -> tuple[str, list[str]]:
-        kept: list[str] = []
+    def _mask(self, text: str) -> tuple[str, dict[str, str]]:
+        """Each fixed phrase -> a private-use character the text does not hold itself (a private-use character
+        in the input passes through untouched)."""
+        kept: dict[str, str] = {}
+        present = set(text)
+        free = (c for c in map(chr, range(_PUA, _PUA_END + 1)) if c not in present)
 
         def hide(m: re.Match[str]) -> str:
-            kept.append(m.group(0))
-            return chr(_PUA + len(kept) - 1)
+            mark = next(free, None)
+            if mark is None:  # thousands of phrases in one text: the rest stay as they are
+                return m.group(0)
+            kept[mark] = m.group(0)
+            return mark
 
-        pattern = "|".join(map(re.escape, self._fixed)) + "|" + _ZH_APPROX.pattern
-        return re.sub(pattern, hide, text), kept
+        return self._fixed_pattern.sub(hide, text), kept
 
     def normalize(self, text: str) -> str:
         if not re.search(r"[零一二两三四五六七八九十百千万亿点分之]", text):
@@ -131,7 +138,7 @@ class ChineseItn:
                 out.append(self._fst.verbalize(_token_string(kind, f)))
         # the grammar groups long digit strings with spaces ("13581 88757"); Chinese text writes them solid
         result = re.sub(r"(?<=\d) (?=\d)", "", "".join(out))
-        return re.sub("[\ue000-\uf8ff]", lambda m: kept[ord(m.group(0)) - _PUA], result)
+        return re.sub("[\ue000-\uf8ff]", lambda m: kept.get(m.group(0), m.group(0)), result)
 
     @staticmethod
     def _measure(value: str, source: str) -> str:
@@ -303,6 +310,9 @@ class EnglishItn:
 
 # --- the entry point -----------------------------------------------------------------------------------------
 
+# longest text given to the grammars: an ASR segment (at most 30 s of speech) is a few hundred characters
+MAX_CHARS = 2000
+
 
 class Itn:
     """ITN by language; grammars load on first use (about 0.2 s each) and are shared by every thread."""
@@ -319,17 +329,22 @@ class Itn:
         return factory()
 
     def normalize(self, text: str, language: str) -> str:
-        if self._missing:
+        """Never raises: on any failure the text comes back unchanged (one warning; the traceback at DEBUG)."""
+        if self._missing or language not in (*CHINESE_LANGUAGES, "en") or not text:
+            return text
+        if len(text) > MAX_CHARS:  # the grammar takes ~3 ms a character: a runaway text would stall the worker
+            log.warning("ITN skipped for one text of %d characters (at most %d)", len(text), MAX_CHARS)
             return text
         try:
-            if language in CHINESE_LANGUAGES:
-                return self._chinese().normalize(text)
-            if language == "en":
-                return self._english().normalize(text)
+            return self._chinese().normalize(text) if language in CHINESE_LANGUAGES else self._english().normalize(text)
         except ImportError as exc:
             # WeTextProcessing needs pynini, which has wheels for x86_64 only (see docs/hardware.md for ARM)
             self._missing = True
             log.warning("ITN is off: %s is not installed", exc.name or "WeTextProcessing")
+        except Exception as exc:  # any: a transcript must never be lost to a grammar or formatting bug
+            reason = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+            log.warning("ITN skipped for one text (%s: %s)", type(exc).__name__, reason)
+            log.debug("ITN failed on %r", text[:200], exc_info=True)
         return text
 
     def _chinese(self) -> ChineseItn:
