@@ -31,7 +31,7 @@ def score_file(args: Namespace, settings: Settings) -> int:
     outcome = next(iter(runner.run([path])))
     engine.close()
     if outcome.transcript is None:
-        raise AsrboxError(outcome.error or f"{path}: cannot transcribe")
+        raise AsrboxError(f"{path}: {outcome.error or 'cannot transcribe'}")
     result = score(args.target, outcome.transcript.text, args.language or outcome.transcript.language).as_dict()
     result["learner"] = args.learner
     if not args.no_store:
