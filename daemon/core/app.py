@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 import time
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 CAPTURE_QUEUE_BLOCKS = 100  # 10 s of 100 ms blocks
 LISTENER_ANSWER_S = 5.0
 DRAIN_WORKER_S = 10.0
+WORKER_JOIN_S = 60.0  # a decode in hand (the full-window cascade on a slow CPU) may take this long
 DRAIN_OUTBOX_S = 3.0
 EX_SOFTWARE = 70
 MAX_TRACKERS = 8
@@ -108,7 +110,8 @@ class App:
         self.notifier.status("loading the model")
         self.engine: Engine = load_engine(s.asr)
         self.text = TextPipeline(s.text, s.asr.cache_dir)
-        threading.Thread(target=self.text.warm, name="itn-warm", daemon=True).start()
+        self._warm = threading.Thread(target=self.text.warm, name="itn-warm", daemon=True)
+        self._warm.start()
         self.blocks: DropOldestQueue[Block] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)
         self.client = MqttClient(s.mqtt, self.topics, self.post)
         self.outbox = Outbox(self.store, self.client, self.topics.final)
@@ -147,7 +150,18 @@ class App:
     # ------------------------------------------------------------------ running
     def run(self) -> int:
         """Run until SIGTERM/SIGINT, `request_stop()`, or (with exit_at_end) the end of the source."""
-        return asyncio.run(self._main())
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):  # while the model loads; the loop takes over later
+                signal.signal(sig, lambda *_: self.request_stop())
+        rc = asyncio.run(self._main())
+        worker = getattr(self, "worker", None)
+        if worker is not None and worker.is_alive():
+            # Still inside the engine's native code: letting the interpreter finalize under it aborts the
+            # process. Everything is stored and closed by now; leave without finalizing.
+            log.warning("the ASR worker did not finish its job in time; exiting without waiting for it")
+            logging.shutdown()
+            os._exit(rc)
+        return rc
 
     def request_stop(self) -> None:
         """Thread-safe: ask the daemon to shut down in order."""
@@ -213,9 +227,8 @@ class App:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
-        if self._stop_requested.is_set():
-            assert self._stop is not None
-            self._stop.set()
+        if self._stop_requested.is_set():  # asked to stop while the model was loading
+            return
         self.integrations.start()  # registers its subscriptions before the first connect
         self.client.start()
         self.utterances.recover()
@@ -264,8 +277,8 @@ class App:
         deadline = time.monotonic() + DRAIN_WORKER_S
         while self.utterances.backlog and time.monotonic() < deadline and self.worker.is_alive():
             await asyncio.sleep(0.05)
-        self.worker.stop()
-        await _join(self.worker, 5.0)
+        self.worker.stop()  # the job in hand is finished (its result still stored), the rest stays pending
+        await _join(self.worker, WORKER_JOIN_S)
         await asyncio.sleep(0)
 
     async def _close_session(self) -> None:
@@ -285,6 +298,7 @@ class App:
         await asyncio.to_thread(self.client.stop)
 
     async def _close_engine(self) -> None:
+        await _join(self._warm, 10.0)  # no thread may be inside a grammar or the model while the process exits
         self.engine.close()
 
     async def _close_store(self) -> None:
