@@ -343,6 +343,7 @@ def test_command_flood_is_bounded(broker: Broker, env: dict[str, str], tmp_path:
         assert ok == sorted(set(ok)) and set(ok) <= set(range(flood))  # handled once each, in arrival order
         assert len(ok) >= COMMAND_QUEUE  # the queue's worth is always accepted
         assert all("busy" in r["error"] and r["request_id"] is None for r in busy)
+        print(f"flood: {len(ok)} pings handled, {len(busy)} refused busy")
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
