@@ -57,7 +57,7 @@ class DecodeOptions:
     # in the same batch; None = each chunk on its own (live utterances).
     groups: tuple[int, ...] | None = None
     beam_size: int | None = None  # None = the engine's setting; 1 = greedy (partial results)
-    fallback: bool = True  # Whisper's temperature fallback on windows that fail its quality checks
+    fallback: bool = True  # decode again the windows that fail Whisper's quality checks (deterministic)
     draft: bool = False  # cheaper, less accurate decoding for partial results
     short_first: bool = False  # try the draft window first, the full window only where it fails the checks
     language_hint: str | None = None  # the language recent speech was in (a prior, not a constraint)

@@ -2,8 +2,9 @@
 
 Accuracy: WER (space-separated languages) or CER (zh, yue, ja) per language, pooled over clips
 (total edits / total reference units). Speed: wall time over all clips, RTF, and the ratio asrbox / baseline.
-Both sides run in this process, one after the other, with CTranslate2's random seed fixed before each
-(Whisper's temperature fallback samples), so runs are repeatable.
+Both sides run in this process, one after the other. asrbox decodes deterministically; the baseline's
+temperature fallback samples, so CTranslate2's random seed is fixed before it (it takes effect only in a
+process that has not sampled yet: CTranslate2 seeds each thread's generator once).
 
     scripts/bench [--manifest ../shared/eval/manifest.jsonl] [--runs 2] [--lang en,zh] [--write-doc]
 """
@@ -110,8 +111,6 @@ def run_baseline(model_dir: Path, rows: list[dict[str, Any]], base: Path) -> tup
 
 
 def run_asrbox(rows: list[dict[str, Any]], base: Path, batch_size: int) -> tuple[dict[str, str], float, str]:
-    import ctranslate2
-
     from daemon.asr.engine import load_engine
     from daemon.audio.vad import SileroVad
     from daemon.batch.transcribe import BatchTranscriber
@@ -121,7 +120,6 @@ def run_asrbox(rows: list[dict[str, Any]], base: Path, batch_size: int) -> tuple
     settings = load_settings(None, {"asr": {"batch_size": batch_size}})
     engine = load_engine(settings.asr)
     runner = BatchTranscriber(engine, SileroVad, settings.vad, TextPipeline(settings.text), None, batch_size)
-    ctranslate2.set_random_seed(0)
     files = [base / r["path"] for r in rows]
     by_path = {str(f): r["id"] for f, r in zip(files, rows, strict=True)}
     hyps = {}

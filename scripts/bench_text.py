@@ -37,7 +37,6 @@ def _contains(text: str, term: str, lang: str) -> int:
 
 
 def hotwords(manifest: Path) -> str:
-    import ctranslate2
     from bench import normalize
 
     from daemon.asr.engine import load_engine
@@ -63,7 +62,6 @@ def hotwords(manifest: Path) -> str:
         runner = BatchTranscriber(
             engine, SileroVad, settings.vad, TextPipeline(text, settings.asr.cache_dir), None, 8, hotwords=terms
         )
-        ctranslate2.set_random_seed(0)
         t0 = time.perf_counter()
         hyps: dict[str, Any] = {}
         for f, outcome in zip(files, runner.run(files), strict=True):
