@@ -12,6 +12,7 @@ from conftest import ROOT, eval_clip
 from textmetrics import error_rate
 
 from daemon.asr.engine import ENGINES, load_engine
+from daemon.asr.whisper import COMPRESSION_RATIO_THRESHOLD, compression_ratio
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 from daemon.audio.vad import VADS, load_vad
 from daemon.errors import ConfigError, ModelError
@@ -65,6 +66,23 @@ def test_same_audio_same_text(engine: Any) -> None:
         engine.transcribe([others[2], others[0], others[1], hard], DecodeOptions(language="zh"))[3].text,
     ]
     assert texts[0] and texts.count(texts[0]) == 3, texts
+
+
+LOOP_CLIP = ("zh_qwen3asr_noise2", -6.0, 1)  # at -6 dB beam search loops (要不然要不然...), compression ratio 17
+
+
+def test_loop_broken_the_same_way(engine: Any) -> None:
+    """A window caught in a repetition loop is decoded again (repetition penalty, then no repeated 4-grams): the
+    loop is gone, and the result is the same whatever the batch."""
+    loop = _noisy(*LOOP_CLIP)
+    first = engine._prepare([loop], [0], DecodeOptions())
+    cand = dict(engine._generate(first, [0], engine._attempts(DecodeOptions())[0]))[0]
+    assert cand.compression > COMPRESSION_RATIO_THRESHOLD, "the clip no longer makes beam search loop"
+    alone = engine.transcribe([loop], DecodeOptions())[0]
+    other = decode_file(eval_clip("zh_paddlespeech_zh")[0])
+    batched = engine.transcribe([other, loop], DecodeOptions())[1]
+    assert alone.text and compression_ratio(alone.text) <= COMPRESSION_RATIO_THRESHOLD, alone.text
+    assert batched.text == alone.text
 
 
 def test_engine_registry() -> None:

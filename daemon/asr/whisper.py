@@ -14,7 +14,8 @@ checks there all fail the log-probability check, not the compression one): sampl
 result, changed the chosen text in 2 of 3 runs (yue CER 83.9% -> 88.7% / 87.1%) and took 140-180 s for the 5
 windows against 0.2 s without it. So a window that fails only the log-probability check keeps its beam-search
 result, and a window caught in a repetition loop (compression ratio over the threshold) is decoded again with
-beam search under a repetition penalty, then with repeated 4-grams blocked.
+beam search under a repetition penalty, then with repeated 4-grams blocked (on 9 looping windows of noisy eval
+clips, -4 to -8 dB, this removed or shortened the loop in all 9).
 """
 
 from __future__ import annotations
