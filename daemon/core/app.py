@@ -88,9 +88,7 @@ class App:
         self.language = settings.asr.language
         self.hotwords: tuple[str, ...] = ()  # the session's, set over MQTT
         self.box_hotwords = settings.text.terms()
-        self.connected = False
         self.source_ended = False
-        self.disk_free_mb = -1
         self._languages: deque[str] = deque(maxlen=5)  # of the latest finals: a prior for language detection
         self._trackers: dict[str, PartialTracker] = {}  # utterances with partials and no final yet (a few)
         self._idle_waiters: dict[int, asyncio.Future[None]] = {}
@@ -436,10 +434,10 @@ class App:
         elif isinstance(ev, MqttConnected):
             self._connected()
         elif isinstance(ev, MqttDisconnected):
-            self.connected = self.outbox.connected = False
+            self.outbox.connected = False
 
     def _connected(self) -> None:
-        self.connected = self.outbox.connected = True
+        self.outbox.connected = True
         self.publish_state()
         self.integrations.on_connect()
         self.outbox.pump()

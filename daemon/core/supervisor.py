@@ -81,7 +81,6 @@ class Supervisor:
         except AsrboxError as exc:
             log.error("retention: %s", exc)
             return
-        app.disk_free_mb = status.free_mb
         u = app.utterances
         if status.low and u.archive_audio:
             u.archive_audio = False
