@@ -18,7 +18,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
-import pytest
 from conftest import ROOT, Broker, Recorder, eval_clip
 from test_daemon import (
     DEVICE,
@@ -211,11 +210,6 @@ def test_kill_9_mid_speech_then_restart_transcribes_everything_once(
     rec.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon: a result that comes back after the worker's join deadline is stored after the outbox drain "
-    "(reported to the lead; remove this mark with the fix)",
-)
 def test_sigterm_late_result_is_not_stored_after_the_outbox_drain(
     broker: Broker, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 CAPTURE_QUEUE_BLOCKS = 100  # 10 s of 100 ms blocks
 LISTENER_ANSWER_S = 5.0
 DRAIN_WORKER_S = 10.0
-WORKER_JOIN_S = 60.0  # a decode in hand (the full-window cascade on a slow CPU) may take this long
+WORKER_JOIN_S = 20.0  # a decode in hand (the full-window cascade on a busy CPU) may take this long
 DRAIN_OUTBOX_S = 3.0
 EX_SOFTWARE = 70
 MAX_TRACKERS = 8
@@ -278,6 +278,7 @@ class App:
         self.worker.stop()  # the job in hand is finished (its result still stored), the rest stays pending
         await _join(self.worker, WORKER_JOIN_S)
         await asyncio.sleep(0)
+        self.utterances.close()  # from here a late result is dropped: its utterance stays pending
 
     async def _close_session(self) -> None:
         if self.session_id:

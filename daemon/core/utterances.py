@@ -37,6 +37,19 @@ class Utterances:
         self.done = 0
         self.failed = 0
         self._last_error: dict[str, str] = {}
+        self._closed = False
+
+    def close(self) -> None:
+        """Shutdown is past the worker's deadline: results that still come back are not stored (the outbox has
+        drained, MQTT is going away); their utterances stay pending and are transcribed on the next start."""
+        self._closed = True
+
+    def _late(self, utterance_id: str) -> bool:
+        if self._closed:
+            log.info(
+                "result for %s came after the shutdown deadline; it stays pending for the next start", utterance_id
+            )
+        return self._closed
 
     # ------------------------------------------------------------------ in
     def ended(self, ev: UtteranceEnded) -> None:
@@ -106,6 +119,8 @@ class Utterances:
     def transcribed(self, ev: FinalText) -> None:
         app = self.app
         self.backlog -= 1
+        if self._late(ev.job.utterance_id):
+            return
         self._last_error.pop(ev.job.utterance_id, None)
         app.final_decided(ev.job.utterance_id)
         try:
@@ -146,6 +161,8 @@ class Utterances:
         """A failed attempt: try again (counted) until the limit, then record the failure."""
         self.backlog -= 1
         rid = ev.job.utterance_id
+        if self._late(rid):
+            return
         if ev.permanent:
             self._give_up(rid, ev.reason)
             return
