@@ -417,12 +417,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from daemon.core.app import App
     from daemon.audio.source import check_microphone, make_source
+    from daemon.core.app import App
 
-    settings = load_settings(
-        args.config, {"asr": {"language": args.language}, "audio": {"source": args.source, "device": args.device}}
-    )
+    settings = _settings(args)
     settings.mqtt.check_files()
     if not settings.audio.source:
         check_microphone(settings.audio.device)  # no microphone: one line, with the --source hint
