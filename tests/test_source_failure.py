@@ -14,9 +14,9 @@ import pytest
 from conftest import Broker, Recorder, eval_clip
 
 from daemon.audio.block import Block
-from daemon.core.app import App
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 from daemon.audio.source import SourceError
+from daemon.core.app import App
 from daemon.settings import load_settings
 
 DEVICE = "flaky"
