@@ -153,6 +153,7 @@ def main() -> int:
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--write-doc", action="store_true", help="write the results into docs/benchmarks.md")
     ap.add_argument("--live", action="store_true", help="the live benchmark (daemon + Mosquitto, real speed)")
+    ap.add_argument("--against", metavar="REV", help="with --live: also run the daemon of commit REV in the same run")
     ap.add_argument("--speed", type=float, default=1.0, help="with --live/--soak: playback speed")
     ap.add_argument("--soak", type=float, metavar="HOURS", help="memory soak: this many hours through the live path")
     ap.add_argument("--hotwords", action="store_true", help="hotword recall with each layer (bench_text.py)")
@@ -223,6 +224,8 @@ def live(args: argparse.Namespace) -> int:
     if not wav.is_file():
         print(f"bench: {wav} not found", file=sys.stderr)
         return 66
+    if args.against:
+        return live_against(args, wav)
     res = bench_live.run_live(wav, wav.with_suffix(".segments.json"), args.speed)
     print(f"bench: daemon exit {res['rc']}, {res['wall_s']:.1f} s; logs in {res['work']}", file=sys.stderr)
     base = [] if args.skip_baseline else bench_live.baseline_per_utterance(wav, res["refs"])
@@ -235,6 +238,49 @@ def live(args: argparse.Namespace) -> int:
     if args.write_doc:
         write_doc(md, "live")
     return 0 if res["rc"] == 0 else 1
+
+
+def live_against(args: argparse.Namespace, wav: Path) -> int:
+    """The live benchmark for commit REV (a temporary git worktree) and for this tree, one after the other,
+    twice (REV, this, REV, this) so that load on the machine hits both alike; the runs of each are pooled."""
+    import subprocess
+    import tempfile
+
+    import bench_live
+
+    tree = Path(tempfile.mkdtemp(prefix="asrbox-rev-")) / "tree"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.against], cwd=ROOT, check=True)
+    runs: dict[str, list[dict[str, Any]]] = {"now": [], "rev": []}
+    try:
+        for _ in range(2):
+            for key, root in (("rev", tree), ("now", ROOT)):
+                res = bench_live.run_live(wav, wav.with_suffix(".segments.json"), args.speed, root=root)
+                print(f"bench: {key} exit {res['rc']}, {res['wall_s']:.1f} s; logs in {res['work']}", file=sys.stderr)
+                runs[key].append(res)
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
+    pooled = {k: _pool(v) for k, v in runs.items()}
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    md = (
+        f"Measured {when} on {machine()}; command `scripts/bench --live --against {args.against}`; {wav.name} "
+        f"played at {args.speed:g}x, twice by each daemon, alternating.\n\n"
+        + bench_live.compare(pooled["now"], pooled["rev"], args.against)
+    )
+    print(md)
+    if args.write_doc:
+        write_doc(md, "live-against")
+    return 0 if all(r["rc"] == 0 for v in runs.values() for r in v) else 1
+
+
+def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
+    first = results[0]
+    return {
+        **first,
+        "latency_ms": [x for r in results for x in r["latency_ms"]],
+        "first_partial_s": [x for r in results for x in r["first_partial_s"]],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
+        "seq_gapless": all(r["seq_gapless"] for r in results),
+    }
 
 
 def soak(args: argparse.Namespace) -> int:

@@ -54,7 +54,8 @@ def pct(values: list[float], q: float) -> float:
     return s[k]
 
 
-def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1) -> dict[str, Any]:
+def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1, root: Path = ROOT) -> dict[str, Any]:
+    """The daemon of the tree at `root` (this one, or a worktree of an earlier commit) on `wav`."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -111,7 +112,7 @@ def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1)
         str(loops),
     ]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / "daemon.log").open("w"))
+    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=(work / "daemon.log").open("w"))
     peak = 0.0
     rss: list[tuple[float, float]] = []
     while proc.poll() is None:
@@ -208,6 +209,28 @@ def report(res: dict[str, Any], base: list[float]) -> str:
     )
     lines.append(f"| ratio latency p50 / baseline p50 | **{pct(lat, 0.5) / b50:.2f}** |")
     return "| measure | value |\n|---|---|\n" + "\n".join(lines) + "\n"
+
+
+def compare(now: dict[str, Any], before: dict[str, Any], rev: str) -> str:
+    """This tree against `rev`, measured in the same run: latency and first partial, lower is better."""
+    rows = []
+    for name, key, scale, unit in (
+        ("latency p50", "latency_ms", 1.0, "ms"),
+        ("first partial p50", "first_partial_s", 1.0, "s"),
+    ):
+        for q in (0.5, 0.95) if key == "latency_ms" else (0.5,):
+            a, b = pct(now[key], q) * scale, pct(before[key], q) * scale
+            label = name.replace("p50", f"p{round(q * 100)}")
+            rows.append(f"| {label} | {a:.2f} {unit} | {b:.2f} {unit} | **{a / b:.2f}** |")
+    rows.append(
+        f"| finals / gapless | {len(now['finals'])} / {now['seq_gapless']} | {len(before['finals'])} / "
+        f"{before['seq_gapless']} | |"
+    )
+    rows.append(
+        f"| peak RSS | {now['peak_rss_mb']:.0f} MB | {before['peak_rss_mb']:.0f} MB | "
+        f"{now['peak_rss_mb'] / before['peak_rss_mb']:.2f} |"
+    )
+    return f"| measure | this tree | {rev} | ratio |\n|---|---|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def soak_report(res: dict[str, Any], loops: int, speed: float, audio_s: float) -> str:

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-Pcm = npt.NDArray[np.float32]
+from daemon.transcript import Audio
 
 
 @dataclass(frozen=True)
 class Block:
     offset: int
-    pcm: Pcm = field(repr=False)
+    pcm: Audio = field(repr=False)
 
     @property
     def end(self) -> int:

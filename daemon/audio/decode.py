@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from daemon.errors import AudioDecodeError
+from daemon.transcript import Audio
 
 SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = frozenset(
@@ -39,8 +39,6 @@ AUDIO_EXTENSIONS = frozenset(
         ".3gp",
     ]
 )
-
-Audio = npt.NDArray[np.float32]
 
 
 def is_audio_path(path: Path) -> bool:

@@ -18,13 +18,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.audio.vad import FrameSplitter, Vad
 from daemon.settings import VadSettings
-
-Audio = npt.NDArray[np.float32]
+from daemon.transcript import Audio
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from daemon.audio.block import Block
-from daemon.audio.decode import SAMPLE_RATE, Audio, iter_decode
+from daemon.audio.decode import SAMPLE_RATE, iter_decode
 from daemon.errors import AsrboxError
+from daemon.transcript import Audio
 
 log = logging.getLogger(__name__)
 

@@ -190,8 +190,9 @@ class App:
         tasks: list[asyncio.Task[None]] = []
         error: AsrboxError | None = None
         try:
+            tasks = [self.desk.start()]  # commands are answered from the first connect on
             await self._start()
-            tasks = [self.supervisor.start(), self.desk.start()]
+            tasks.append(self.supervisor.start())
             stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
