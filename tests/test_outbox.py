@@ -320,3 +320,40 @@ def test_broker_frozen_past_old_timeout_final_arrives_once(broker: Broker, tmp_p
     finally:
         rec.close()
         store.close()
+
+
+def test_refused_puback_leaves_the_row_unsent_and_retries_later(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An MQTT 5 PUBACK with a failure code (an ACL, a quota) is not a delivery: the row stays unsent, it is
+    reported, nothing else is handed over twice, and after the back-off the refused seq goes out again."""
+    import daemon.core.outbox as outbox_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(outbox_module.time, "monotonic", lambda: clock[0])
+    refused: list[tuple[int, str]] = []
+    pub = FakePublisher()
+    box = Outbox(store, pub, TOPIC, lambda seq, why: refused.append((seq, why)))
+    box.connected = True
+    seqs = add_finals(store, 3)
+    box.pump()
+    box.acked(pub.mid(seqs[0]))
+    box.acked(pub.mid(seqs[1]), "Not authorized")
+    assert sent(store) == {seqs[0]} and refused == [(seqs[1], "Not authorized")]
+    box.pump()
+    assert pub.seqs() == seqs  # backing off: nothing handed over, seqs[2] still in flight
+    clock[0] += outbox_module.RETRY_REFUSED_S + 1
+    box.pump()
+    assert pub.seqs() == [*seqs, seqs[1]]  # the refused one again, the one in flight not
+    box.acked(pub.handed[-1][1])
+    box.acked(pub.mid(seqs[2]))
+    assert sent(store) == set(seqs)
+
+
+def test_closed_outbox_records_acks_but_hands_nothing_over(store: Store) -> None:
+    pub = FakePublisher()
+    box = connected_outbox(store, pub)
+    first = add_finals(store, 1)
+    box.pump()
+    box.closed = True  # after the shutdown drain
+    add_finals(store, 1)
+    box.acked(pub.mid(first[0]))
+    assert pub.seqs() == first and sent(store) == set(first)

@@ -124,3 +124,21 @@ def test_jump_ends_the_utterance_and_keeps_offsets_true() -> None:
     assert len(ends) == 2
     assert ends[1].start == gap_to + 2 * F  # pre-roll only from after the gap (2 silent frames were there)
     assert ends[1].audio[0] == 102 and ends[1].last_voiced == gap_to + 25 * F
+
+
+def test_split_remainder_is_kept_however_short() -> None:
+    """A word after a max-length cut is the end of real speech: kept, never dropped as too short."""
+    seg = Segmenter(VadSettings(max_utterance_s=3.0, min_silence_ms=500, min_speech_ms=250, pre_roll_ms=0), F)
+    n = frames_for(3000)
+    probs = [0.9] * (n - 12) + [0.36] * 8 + [0.0] * 3 + [0.9] * 4  # the cut lands in the dip, one short word
+    probs += [0.0] * 40
+    events = feed(seg, probs)
+    ends = [e.utterance for e in events if isinstance(e, SpeechEnded)]
+    assert len(ends) == 2 and ends[0].split and seg.dropped_short == 0
+    assert ends[1].last_voiced >= ends[1].start and ends[1].audio.size == ends[1].end - ends[1].start
+
+
+def test_too_short_utterance_is_discarded_with_an_event() -> None:
+    seg = Segmenter(VadSettings(min_speech_ms=250, min_silence_ms=200), F)
+    events = feed(seg, [0.0] * 5 + [0.9] * 3 + [0.0] * 30)
+    assert [type(e).__name__ for e in events] == ["SpeechStarted", "SpeechDiscarded"]

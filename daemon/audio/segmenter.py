@@ -6,9 +6,9 @@ file transcription. Rules:
   first syllable is not clipped;
 - speech ends after `min_silence_ms` of frames below `threshold - 0.15` (hysteresis); `post_roll_ms` after the
   last voiced frame is kept;
-- an utterance with less than `min_speech_ms` of voiced frames is dropped (counted);
+- an utterance with less than `min_speech_ms` of voiced frames is dropped (counted, `SpeechDiscarded`);
 - an utterance reaching `max_utterance_s` is split at its quietest stretch in the later half, and the rest
-  continues as the next utterance.
+  continues as the next utterance (kept however little speech it holds: it is the end of real speech).
 """
 
 from __future__ import annotations
@@ -58,7 +58,15 @@ class SpeechEnded:
     utterance: Utterance
 
 
-Event = SpeechStarted | SpeechEnded
+@dataclass(frozen=True)
+class SpeechDiscarded:
+    """The utterance that started at `start` ended with less than `min_speech_ms` of speech (a cough, a click):
+    dropped, counted, nothing to transcribe."""
+
+    start: int
+
+
+Event = SpeechStarted | SpeechEnded | SpeechDiscarded
 
 
 class Segmenter:
@@ -88,6 +96,7 @@ class Segmenter:
         self._voiced = 0
         self._last_voiced = 0
         self._silence = 0
+        self._continued = False  # the rest of an utterance cut at max_utterance_s: never too short to keep
 
     @property
     def in_speech(self) -> bool:
@@ -169,7 +178,7 @@ class Segmenter:
         audio = np.concatenate(self._frames)
         end = min(self._last_voiced + self.post_roll, self._pos)
         audio = audio[: end - self._start]
-        voiced = self._voiced
+        keep = self._voiced >= self.min_speech or self._continued
         utt = Utterance(self._start, end, audio, self._last_voiced, split)
         # the silent frames after the last voiced one become the pre-roll of whatever follows
         trailing = self._silent_tail()
@@ -177,9 +186,9 @@ class Segmenter:
         self._pre.clear()
         if self._pre_frames:
             self._pre.extend(trailing)
-        if voiced < self.min_speech:
+        if not keep:
             self.dropped_short += 1
-            return []
+            return [SpeechDiscarded(utt.start)]
         return [SpeechEnded(utt)]
 
     def _silent_tail(self) -> list[tuple[Audio, float]]:
@@ -209,7 +218,9 @@ class Segmenter:
         utt = Utterance(self._start, end, first, min(self._last_voiced, end), split=True)
         self._frames, self._probs = rest_frames, rest_probs
         self._start = end
+        self._last_voiced = max(self._last_voiced, end)
         self._voiced = sum(f.size for f, p in zip(rest_frames, rest_probs, strict=True) if p >= self.threshold)
+        self._continued = True
         return [SpeechEnded(utt), SpeechStarted(end)]
 
 

@@ -112,7 +112,7 @@ class App:
         self._warm.start()
         self.blocks: DropOldestQueue[Block] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)
         self.client = MqttClient(s.mqtt, self.topics, self.post)
-        self.outbox = Outbox(self.store, self.client, self.topics.final)
+        self.outbox = Outbox(self.store, self.client, self.topics.final, self._final_refused)
         self.capture = Capture(self.source, self.blocks, self.post)
         self.worker = AsrWorker(self.engine, self.text, self.context(), self.post)
         self.listener = Listener(self.blocks, load_vad(s.vad.engine), s.vad, self.post, self.worker)
@@ -287,6 +287,7 @@ class App:
 
     async def _drain_outbox(self) -> None:
         await self.outbox.drain(DRAIN_OUTBOX_S)
+        self.outbox.closed = True  # late acknowledgements are still recorded; nothing more is handed over
 
     async def _final_state(self) -> None:
         self.set_state("idle", "stopped")
@@ -412,7 +413,7 @@ class App:
 
     def _dispatch(self, ev: object) -> None:
         if isinstance(ev, MqttAcked):
-            self.outbox.acked(ev.mid)
+            self.outbox.acked(ev.mid, ev.refused)
         elif isinstance(ev, UtteranceEnded):
             self.utterances.ended(ev)
         elif isinstance(ev, FinalText):
@@ -450,6 +451,8 @@ class App:
             self._trackers[ev.utterance_id] = PartialTracker.new()
             while len(self._trackers) > MAX_TRACKERS:
                 self._trackers.pop(next(iter(self._trackers)))
+        elif not ev.kept:
+            self.final_decided(ev.utterance_id)
 
     def final_decided(self, utterance_id: str) -> None:
         """The utterance's final is stored (or it failed): no partial of it is published any more."""
@@ -473,6 +476,11 @@ class App:
         if (self.state, self.reason) != ("error", reason):
             self.set_state("error", reason)
             self.failure("source_failed", ev.reason or "audio source failed")
+
+    def _final_refused(self, seq: int, reason: str) -> None:
+        self.failure(
+            "final_refused", f"the broker refused final seq {seq} ({reason}); it stays in the outbox", {"seq": seq}
+        )
 
     def audio_path(self, rel: str) -> Path:
         return self.store.root / rel

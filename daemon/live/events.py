@@ -40,6 +40,7 @@ class SpeechEdge:
     on: bool
     utterance_id: str
     start: int  # stream offset where the utterance's audio begins
+    kept: bool = True  # off: False when the utterance was too short to keep (nothing will be transcribed)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from daemon.audio.block import END_OF_STREAM, Block
 from daemon.audio.decode import SAMPLE_RATE
-from daemon.audio.segmenter import Segmenter, SpeechEnded, SpeechStarted
+from daemon.audio.segmenter import Event, Segmenter, SpeechDiscarded, SpeechStarted
 from daemon.audio.vad import FrameSplitter, Vad
 from daemon.live.events import Job, ListenerIdle, Post, SourceEnded, SpeechEdge, UtteranceEnded
 from daemon.live.plumbing import DropOldestQueue, Heartbeat
@@ -149,13 +149,15 @@ class Listener(threading.Thread):
                 end = seg.tentative_end()
                 self.sink.add_speculative(Job(key, seg.current_audio()[: end - start], self._utt_id))
 
-    def _handle(self, events: list[SpeechStarted | SpeechEnded]) -> None:
+    def _handle(self, events: list[Event]) -> None:
         for ev in events:
             if isinstance(ev, SpeechStarted):
                 self._utt_id = str(uuid.uuid4())
                 self._next_partial = int((self.settings.pre_roll_ms / 1000 + PARTIAL_FIRST_S) * SAMPLE_RATE)
                 self._speculated = None
                 self.post(SpeechEdge(True, self._utt_id, ev.start))
+            elif isinstance(ev, SpeechDiscarded):
+                self.post(SpeechEdge(False, self._utt_id, ev.start, kept=False))
             else:
                 self.post(SpeechEdge(False, self._utt_id, ev.utterance.start))
                 self.post(UtteranceEnded(self._utt_id, ev.utterance))

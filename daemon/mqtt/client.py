@@ -50,6 +50,7 @@ class MqttDisconnected:
 @dataclass(frozen=True)
 class MqttAcked:
     mid: int
+    refused: str | None = None  # MQTT 5: the broker's reason code when the PUBACK is a failure (ACL, quota)
 
 
 class Publisher(Protocol):
@@ -173,7 +174,8 @@ class MqttClient:
         self._post(MqttDisconnected(str(reason)))
 
     def _handle_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
-        self._post(MqttAcked(int(mid)))
+        failed = bool(getattr(reason, "is_failure", False))
+        self._post(MqttAcked(int(mid), str(reason) if failed else None))
 
     def _handle_message(self, client: Any, userdata: Any, msg: Any) -> None:
         name = self.topics.command_name(msg.topic)
