@@ -203,9 +203,10 @@ def test_kill_9_mid_speech_then_restart_transcribes_everything_once(
     assert_exactly_once(final_seqs(rec), 1, done)
     ids = [f["id"] for f in got.values()]
     assert len(set(ids)) == done and pending_ids <= set(ids)  # each utterance published once, none lost
-    # each pending utterance was handed to the ASR once per process: once to the hung engine, once after restart
+    # an attempt is charged when the final is handed to the worker, one at a time: the one in the hung engine's
+    # hands was charged in both processes, the ones waiting behind it only after the restart
     attempts = dict(db_rows(store, "SELECT id, attempts FROM records WHERE kind='live'"))
-    assert {attempts[i] for i in pending_ids} == {2}
+    assert sorted(attempts[i] for i in pending_ids) == [1] * (len(pending_ids) - 1) + [2]
     assert {n for i, n in attempts.items() if i not in pending_ids} == {1}
     rec.close()
 

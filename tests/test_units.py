@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -99,3 +100,36 @@ def test_topics() -> None:
     assert t.command_name("asrbox/room1/cmd/start") == "start"
     assert t.command_name("asrbox/room1/cmd/start/result") is None
     assert t.command_name("asrbox/other/cmd/start") is None
+
+
+class _FakeStream:
+    def get_read_available(self) -> int:
+        return 0
+
+
+def _mic_at(clock: list[float]) -> Any:
+    from daemon.audio.source import MicrophoneSource
+
+    mic = MicrophoneSource()
+    mic._stream, mic._rate, mic._mono0 = _FakeStream(), 16000, clock[0]
+    return mic
+
+
+def test_microphone_drift_is_followed_and_a_real_loss_is_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sound card 0.1 % slower than the host clock for 3 h: never a false gap, the stream clock stays within
+    50 ms of the device. Then 1 s of audio lost at once (an overflow): one gap of that size."""
+    import daemon.audio.source as source
+
+    clock = [100.0]
+    monkeypatch.setattr(source.time, "monotonic", lambda: clock[0])
+    mic = _mic_at(clock)
+    block = 1600
+    for _ in range(3 * 36000):  # 3 h of 100 ms blocks
+        clock[0] += 0.1 * 1.001
+        offset = mic._offset(block)
+        assert offset == mic._samples, "a false gap"
+        mic._samples = offset + block
+        assert abs(mic._clock_samples() - mic._samples) < 0.05 * 16000
+    clock[0] += 1.0 + 0.1  # 1 s lost, then the next block
+    offset = mic._offset(block)
+    assert abs((offset - mic._samples) / 16000 - 1.0) < 0.05

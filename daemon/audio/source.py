@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 BLOCK_S = 0.1
 MAX_AHEAD_S = 0.5
 GAP_AFTER_S = 0.25  # a microphone this far behind the clock has lost samples: the offset jumps (a gap)
+DRIFT_STEP_S = 0.001  # per read, the stream clock follows the device by at most this much (sound-card drift)
+
+
+def wall_clock(mono_at: float) -> float:
+    """Epoch seconds of a past monotonic instant, read now: a clock step (NTP on a box without an RTC) after
+    the stream began does not shift the times of later speech."""
+    return time.time() - (time.monotonic() - mono_at)
 
 
 class SourceError(AsrboxError):
@@ -74,7 +81,6 @@ class FileSource:
         self._buf = np.zeros(0, dtype=np.float32)
         self._pos = 0
         self._t0 = 0.0
-        self._wall0 = 0.0
 
     def _stream(self) -> Iterator[Audio]:
         for _ in range(self.loops):
@@ -87,7 +93,6 @@ class FileSource:
             self._buf = first
             log.info("playing %s as the microphone at %gx", self.path, self.speed)
         self._t0 = time.monotonic() - self._pos / (SAMPLE_RATE * self.speed)
-        self._wall0 = time.time() - self._pos / (SAMPLE_RATE * self.speed)
 
     def read(self) -> Block | None:
         assert self._blocks is not None, "open() first"
@@ -108,7 +113,7 @@ class FileSource:
         return block
 
     def wall_time(self, sample: int) -> float:
-        return self._wall0 + sample / (SAMPLE_RATE * self.speed)
+        return wall_clock(self._t0 + sample / (SAMPLE_RATE * self.speed))
 
     def close(self) -> None:
         pass
@@ -214,7 +219,6 @@ class MicrophoneSource:
         self._resampler: Any = None
         self._rate = SAMPLE_RATE
         self._channels = 1
-        self._wall0 = 0.0
         self._mono0 = 0.0
         self._samples = 0
 
@@ -251,7 +255,7 @@ class MicrophoneSource:
             self._resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         log.info("microphone %r open at %d Hz, %d channel(s)", dev.name, rate, channels)
         if not self._mono0:  # the stream's clock starts at the first open and runs on through reopens
-            self._wall0, self._mono0 = time.time(), time.monotonic()
+            self._mono0 = time.monotonic()
         self._samples = max(self._samples, self._clock_samples())  # the time the device was away is a gap
 
     def _clock_samples(self) -> int:
@@ -317,10 +321,13 @@ class MicrophoneSource:
         if lost > GAP_AFTER_S * SAMPLE_RATE:
             log.warning("microphone overflow: %.2f s of audio lost (a gap in the stream)", lost / SAMPLE_RATE)
             return self._samples + lost
+        # a sound card's clock drifts from the host's (0.1 % is common): the stream clock follows the device
+        # slowly, so drift never accumulates into a false gap, while a real loss (sudden) still shows as one
+        self._mono0 += max(-DRIFT_STEP_S, min(DRIFT_STEP_S, lost / SAMPLE_RATE))
         return self._samples
 
     def wall_time(self, sample: int) -> float:
-        return self._wall0 + sample / SAMPLE_RATE
+        return wall_clock(self._mono0 + sample / SAMPLE_RATE)
 
     def close(self) -> None:
         if self._stream is not None:

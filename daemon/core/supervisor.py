@@ -41,6 +41,7 @@ class Supervisor:
             await asyncio.sleep(TICK_S)
             self._supervise()
             app.outbox.pump()
+            app.utterances.feed()  # after a store error, the next waiting final is tried again
             now = time.monotonic()
             if now >= next_retention and (retention is None or retention.done()):
                 retention = asyncio.create_task(self._retention())
@@ -68,6 +69,9 @@ class Supervisor:
         app = self.app
         if self.healthy():
             app.notifier.watchdog()
+            if app.state == "error" and (app.reason or "").startswith("stage stalled"):
+                log.info("every stage makes progress again")
+                app.set_state("listening" if app.listening else "idle", None)
             return
         dead = [t.name for t in self.stages() if not t.is_alive() or not t.heartbeat.healthy()]
         if app.state != "error":

@@ -1,14 +1,17 @@
-"""Utterances on the loop: persisted before anything is transcribed, handed to the ASR worker, their result
-stored with its outbox row, their failures counted and, after `asr.max_attempts`, recorded.
+"""Utterances on the loop: persisted before anything is transcribed, handed to the ASR worker one at a time,
+their result stored with its outbox row, their failures counted and, after `asr.max_attempts`, recorded.
 
-Every attempt is counted in the store before it starts, so an utterance that crashes the whole process is
-given up too: the restart that would try it once more than allowed marks it failed instead.
+The queue of waiting finals lives here, on the loop; the worker holds at most the one in hand. Its attempt is
+counted in the store as it is handed over, never while it waits, so an utterance that crashes the whole
+process is given up after `max_attempts` starts, and the ones queued behind it lose nothing. A failed attempt
+goes back to the front of the queue.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_IN_MEMORY = 16  # waiting finals whose audio stays in memory; the rest is read back from their WAV files
+MAX_WAITING_UNSTORED = 200  # waiting finals with no audio file (disk low): beyond this they are given up
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
@@ -33,7 +37,8 @@ class Utterances:
     def __init__(self, app: App) -> None:
         self.app = app
         self.archive_audio = True
-        self.backlog = 0  # handed to the worker, no result yet
+        self._waiting: deque[Job] = deque()
+        self._current: Job | None = None  # handed to the worker, no result yet
         self.done = 0
         self.failed = 0
         self._last_error: dict[str, str] = {}
@@ -80,7 +85,7 @@ class Utterances:
             app.failure("store_failed", str(exc))
             return
         job = Job((u.start, u.last_voiced), u.audio, rid, app.context(), app.audio_path(rel) if rel else None)
-        self._dispatch(job)
+        self._enqueue(job)
 
     def recover(self) -> None:
         """Utterances stored but not transcribed before the last stop: first in line, from their audio files."""
@@ -94,33 +99,51 @@ class Utterances:
             log.info("recovering %d utterance(s) stored but not transcribed before the last stop", len(pending))
         for r in pending:
             path = app.audio_path(r.audio_path) if r.audio_path else None
-            self._dispatch(Job((-1, -1), _EMPTY, r.id, app.context(), path))
+            self._enqueue(Job((-1, -1), _EMPTY, r.id, app.context(), path))
 
-    def _dispatch(self, job: Job) -> None:
-        app = self.app
-        limit = app.settings.asr.max_attempts
-        try:
-            attempt = app.store.claim_attempt(job.utterance_id, limit)
-        except AsrboxError as exc:
-            app.failure("store_failed", str(exc))
-            return
-        if attempt == 0:
-            return  # deleted meanwhile
-        if attempt is None:
-            why = self._last_error.pop(job.utterance_id, "the process stopped during each attempt")
-            self._give_up(job.utterance_id, f"gave up after {limit} attempt(s): {why}")
-            return
-        if self.backlog >= MAX_IN_MEMORY and job.audio_path is not None and job.audio.size:
+    @property
+    def backlog(self) -> int:
+        return len(self._waiting) + (self._current is not None)
+
+    def _enqueue(self, job: Job, front: bool = False) -> None:
+        if len(self._waiting) >= MAX_IN_MEMORY and job.audio_path is not None and job.audio.size:
             job = Job(job.key, _EMPTY, job.utterance_id, job.context, job.audio_path)  # read back when its turn comes
-        self.backlog += 1
-        app.worker.add_final(job)
+        elif job.audio_path is None and len(self._waiting) >= MAX_WAITING_UNSTORED:
+            self._give_up(job.utterance_id, "too many utterances waiting and no audio file to wait in (disk low)")
+            return
+        if front:
+            self._waiting.appendleft(job)
+        else:
+            self._waiting.append(job)
+        self.feed()
+
+    def feed(self) -> None:
+        """Hand the next waiting final to the worker if it has none, counting the attempt first."""
+        app, limit = self.app, self.app.settings.asr.max_attempts
+        while self._current is None and self._waiting and not self._closed:
+            job = self._waiting[0]
+            try:
+                attempt = app.store.claim_attempt(job.utterance_id, limit)
+            except AsrboxError as exc:  # tried again on the next tick
+                app.failure("store_failed", str(exc))
+                return
+            self._waiting.popleft()
+            if attempt == 0:
+                continue  # deleted meanwhile
+            if attempt is None:
+                why = self._last_error.pop(job.utterance_id, "the process stopped during each attempt")
+                self._give_up(job.utterance_id, f"gave up after {limit} attempt(s): {why}")
+                continue
+            self._current = job
+            app.worker.add_final(job, more_waiting=bool(self._waiting))
 
     # ------------------------------------------------------------------ results
     def transcribed(self, ev: FinalText) -> None:
         app = self.app
-        self.backlog -= 1
+        self._current = None
         if self._late(ev.job.utterance_id):
             return
+        self.feed()
         self._last_error.pop(ev.job.utterance_id, None)
         app.final_decided(ev.job.utterance_id)
         try:
@@ -159,15 +182,16 @@ class Utterances:
 
     def failed_once(self, ev: FinalError) -> None:
         """A failed attempt: try again (counted) until the limit, then record the failure."""
-        self.backlog -= 1
+        self._current = None
         rid = ev.job.utterance_id
         if self._late(rid):
             return
         if ev.permanent:
             self._give_up(rid, ev.reason)
+            self.feed()
             return
         self._last_error[rid] = ev.reason
-        self._dispatch(ev.job)
+        self._enqueue(ev.job, front=True)
 
     def _give_up(self, record_id: str, reason: str) -> None:
         app = self.app

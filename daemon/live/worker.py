@@ -1,6 +1,7 @@
-"""ASR worker thread: finals first (persisted utterances, oldest first), then the speculative final of the
-utterance that may just have ended, then the newest partial. Partials may be dropped (counted); finals never:
-they are rows in the store until the loop records their result.
+"""ASR worker thread: the final in hand first (the loop hands persisted utterances over one at a time, oldest
+first), then the speculative final of the utterance that may just have ended, then the newest partial.
+Partials may be dropped (counted); finals never: they are rows in the store until the loop records their
+result.
 
 The worker only computes: engine + text pipeline. Every result, and every failure, goes to the loop as a
 value (`FinalText`, `FinalError`, `PartialText`); the loop stores, publishes and decides about retries.
@@ -24,6 +25,7 @@ from daemon.transcript import DecodeOptions, Transcript
 log = logging.getLogger(__name__)
 
 SPECULATIVE_CACHE = 4
+EXPECT_FINAL_S = 0.5
 
 
 class AsrWorker(threading.Thread):
@@ -40,6 +42,7 @@ class AsrWorker(threading.Thread):
         self._speculative: LatestSlot[Job] = LatestSlot()
         self._cache: OrderedDict[tuple[int, int], tuple[Transcript, float, DecodeContext]] = OrderedDict()
         self._cond = threading.Condition()
+        self._expect_final = False
         self.last_rtf = 0.0
         self.failures = 0
 
@@ -48,8 +51,11 @@ class AsrWorker(threading.Thread):
         """The loop's current decode options and terms, for partials and speculative finals."""
         self._context = context
 
-    def add_final(self, job: Job) -> None:
+    def add_final(self, job: Job, more_waiting: bool = False) -> None:
+        """A final to transcribe now (the loop hands them over one at a time). `more_waiting`: the loop has
+        more, so after this one the worker waits briefly for the next instead of starting a draft."""
         with self._cond:
+            self._expect_final = more_waiting
             self._finals.append(job)
             self._partial.clear()  # the utterance it belonged to has ended
             self._cond.notify()
@@ -78,6 +84,9 @@ class AsrWorker(threading.Thread):
     def run(self) -> None:
         while True:
             with self._cond:
+                if not self._finals and self._expect_final and not self.stop_event.is_set():
+                    self._cond.wait(EXPECT_FINAL_S)  # the loop hands the next waiting final over at once
+                    self._expect_final = False
                 if not (self._finals or self._speculative or self._partial) and not self.stop_event.is_set():
                     self._cond.wait(1.0)
                 self.heartbeat.beat()  # waiting for work is progress too
