@@ -356,15 +356,16 @@ class App:
         if not self.listener.is_alive():
             return
         self._tokens += 1
+        token = self._tokens
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._idle_waiters[self._tokens] = waiter
-        self.listener.listen(False, self.capture.position, self._tokens)
+        self._idle_waiters[token] = waiter
+        self.listener.listen(False, self.capture.position, token)
         try:
             await asyncio.wait_for(waiter, LISTENER_ANSWER_S)
         except TimeoutError:
             log.warning("the segmenter did not answer within %.0f s", LISTENER_ANSWER_S)
         finally:
-            self._idle_waiters.pop(self._tokens, None)
+            self._idle_waiters.pop(token, None)
 
     def _publish_session(self, event: str, info: dict[str, Any]) -> None:
         body = {

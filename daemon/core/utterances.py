@@ -139,20 +139,29 @@ class Utterances:
 
     # ------------------------------------------------------------------ results
     def transcribed(self, ev: FinalText) -> None:
-        app = self.app
         self._current = None
         if self._late(ev.job.utterance_id):
             return
-        self.feed()
         self._last_error.pop(ev.job.utterance_id, None)
-        app.final_decided(ev.job.utterance_id)
+        self.app.final_decided(ev.job.utterance_id)
         try:
-            rec = app.store.get(ev.job.utterance_id)
+            self._record(ev)  # stored and handed to the outbox first: its latency counts
+        finally:
+            self.feed()
+
+    def _record(self, ev: FinalText) -> None:
+        app, rid = self.app, ev.job.utterance_id
+        try:
+            rec = app.store.get(rid)
             if rec is None or rec.status != "pending":
                 return  # deleted or decided meanwhile
             seq = self._store(rec, ev)
         except AsrboxError as exc:  # stays pending: tried again on the next start (attempts counted)
-            app.failure("store_failed", f"cannot store the transcript of {ev.job.utterance_id}: {exc}")
+            app.failure("store_failed", f"cannot store the transcript of {rid}: {exc}")
+            return
+        except Exception as exc:  # a result that cannot be stored as it is (a payload bug): a failed attempt
+            self._last_error[rid] = f"{type(exc).__name__}: {exc}"
+            self._waiting.appendleft(ev.job)
             return
         self.done += 1
         t = ev.transcript

@@ -106,7 +106,7 @@ class Integrations:
                 log.error("cannot store the pronunciation attempt: %s", exc)
             self.client.publish(self.topics.pronunciation, json.dumps(result, ensure_ascii=False), qos=1)
 
-    # ------------------------------------------------------------------ commands (main thread)
+    # ------------------------------------------------------------------ commands (on the loop)
     def set_target(self, target: str | None, learner: str | None, language: str | None) -> dict[str, Any]:
         if not self.settings.pronunciation.enabled:
             raise ValueError("pronunciation practice is off (pronunciation.enabled = false)")

@@ -29,7 +29,6 @@ class Capture(threading.Thread):
         self.stop_event = threading.Event()
         self.heartbeat = Heartbeat("capture", 10.0)
         self.opened = threading.Event()
-        self.ended = False
         self.failures = 0
         self.position = 0
 
@@ -58,12 +57,11 @@ class Capture(threading.Thread):
                 continue
             self.heartbeat.beat()
             if block is None:
-                self.ended = True
                 self.out.put(END_OF_STREAM)
                 log.info("audio source %s ended", self.source.name)
                 return
-            self.position = block.end
             self.out.put(block)
+            self.position = block.end  # after the put: a stop at this offset still sees the block
 
     def _open(self) -> bool:
         try:

@@ -91,5 +91,4 @@ class FinalError:
     permanent: bool = False  # no retry can help (the audio is gone)
 
 
-Event = SpeechEdge | UtteranceEnded | ListenerIdle | SourceEnded | SourceState | PartialText | FinalText | FinalError
 Post = Callable[[object], None]
