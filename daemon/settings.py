@@ -54,7 +54,12 @@ class AsrSettings(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto = int8 on CPU, float16 on CUDA")
     language: str = Field("auto", description="'auto' or a language code such as 'zh' or 'en'")
-    batch_size: int = Field(8, ge=1, le=64)
+    batch_size: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="windows decoded together; 4 keeps transcribe under 600 MB (8: ~8% faster, ~780 MB)",
+    )
     beam_size: int = Field(5, ge=1, le=10)
     live_beam_size: int = Field(5, ge=1, le=10, description="beam for live finals")
     max_attempts: int = Field(

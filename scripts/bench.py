@@ -249,7 +249,7 @@ def live_against(args: argparse.Namespace, wav: Path) -> int:
     import bench_live
 
     tree = Path(tempfile.mkdtemp(prefix="asrbox-rev-")) / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", str(tree), args.against], cwd=ROOT, check=True)
+    subprocess.run(["git", "worktree", "add", "-q", "--detach", str(tree), args.against], cwd=ROOT, check=True)
     runs: dict[str, list[dict[str, Any]]] = {"now": [], "rev": []}
     try:
         for _ in range(2):

@@ -31,10 +31,10 @@ def test_defaults_are_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_toml_env_and_overrides_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = write(tmp_path, '[asr]\nbatch_size = 4\nlanguage = "en"\n[mqtt]\nport = 1884\n')
+    cfg = write(tmp_path, '[asr]\nbatch_size = 6\nlanguage = "en"\n[mqtt]\nport = 1884\n')
     monkeypatch.setenv("ASRBOX_MQTT__PORT", "1999")
     s = load_settings(cfg, {"asr": {"language": "zh", "device": None}})
-    assert s.asr.batch_size == 4  # file
+    assert s.asr.batch_size == 6  # file (the default is 4)
     assert s.mqtt.port == 1999  # env beats file
     assert s.asr.language == "zh"  # CLI beats both
 

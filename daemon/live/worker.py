@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
+from dataclasses import replace
 
 from daemon.asr.engine import Engine
 from daemon.audio.decode import SAMPLE_RATE
@@ -146,12 +147,18 @@ class AsrWorker(threading.Thread):
         ctx = job.context or self._context
         t0 = time.perf_counter()
         cached = self._cache.pop(job.key, None)
-        if cached is not None and cached[2] == ctx:
+        if cached is not None and _same_decoding(cached[2], ctx):
             transcript, spent = cached[0], cached[1]
         else:
             transcript, spent = self._transcribe(job, ctx.options), 0.0
         processed = self.text.apply(transcript, ctx.terms)
         self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent))
+
+
+def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:
+    """Whether a speculative result may stand for the final: the same language, terms and beam. The recent-language
+    hint may differ (the previous final arrived in between): it is only a prior for detection."""
+    return a.terms == b.terms and replace(a.options, language_hint=None) == replace(b.options, language_hint=None)
 
 
 def _one_line(exc: BaseException) -> str:
