@@ -43,20 +43,10 @@ SAMPLE_RATE = 16_000
 
 
 def speech_loop(clips: int, seed: int) -> npt.NDArray[np.int16]:
-    """zh and en clips alternating, each followed by a pause of faint noise, as 16-bit PCM."""
-    sys.path.insert(0, str(ROOT))
-    from daemon.audio.decode import decode_file
+    """The eval loop (scripts/evalspeech.py) as 16-bit PCM."""
+    from evalspeech import speech_loop as loop
 
-    rows = [json.loads(line) for line in (EVAL / "manifest.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    picked = [r for r in rows if r["lang"] in ("zh", "en") and r["duration_s"] < 30][:clips]
-    rng = np.random.default_rng(seed)
-    parts = []
-    for row in picked:
-        parts.append(decode_file(EVAL / row["path"]))
-        pause = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE)
-        parts.append((rng.standard_normal(pause) * 0.002).astype(np.float32))
-    audio = np.concatenate(parts)
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2")
+    return (np.clip(loop(EVAL, clips, seed), -1, 1) * 32767).astype("<i2")
 
 
 def build_wav(path: Path, seconds: float, loop: npt.NDArray[np.int16]) -> Path:

@@ -26,7 +26,9 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from daemon.audio.decode import SAMPLE_RATE, decode_file  # noqa: E402
+from evalspeech import speech_loop  # noqa: E402
+
+from daemon.audio.decode import SAMPLE_RATE  # noqa: E402
 from daemon.audio.fsmn_vad import FsmnVad  # noqa: E402
 from daemon.audio.segmenter import Segmenter, SpeechEnded  # noqa: E402
 from daemon.audio.vad import FrameSplitter  # noqa: E402
@@ -55,19 +57,6 @@ def rss_mb() -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS in /proc/self/status")
-
-
-def speech_loop(eval_dir: Path, clips: int, seed: int) -> npt.NDArray[np.float32]:
-    """zh and en clips alternating, each followed by a pause of faint noise."""
-    rows = [json.loads(line) for line in (eval_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
-    picked = [r for r in rows if r["lang"] in ("zh", "en") and r["duration_s"] < 30][:clips]
-    rng = np.random.default_rng(seed)
-    parts = []
-    for row in picked:
-        parts.append(decode_file(eval_dir / row["path"]))
-        pause = int(rng.uniform(1.0, 4.0) * SAMPLE_RATE)
-        parts.append((rng.standard_normal(pause) * 0.002).astype(np.float32))
-    return np.concatenate(parts)
 
 
 def run(hours: float, release: bool, loop: npt.NDArray[np.float32]) -> dict[str, Any]:

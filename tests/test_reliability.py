@@ -159,6 +159,13 @@ def test_broker_outage_then_daemon_restart_loses_nothing(env: dict[str, str], tm
     broker.stop()
 
 
+def start_blocking(env: dict[str, str], gate: Path, log: Path, wav: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """The real daemon through tests/blocking_daemon.py: its engine hangs (or holds) once `gate` exists."""
+    cmd = [sys.executable, str(ROOT / "tests" / "blocking_daemon.py"), str(gate), *flags]
+    cmd += ["run", "--source", str(wav), "--speed", "2"]
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+
+
 def test_kill_9_mid_speech_then_restart_transcribes_everything_once(
     broker: Broker, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -170,11 +177,7 @@ def test_kill_9_mid_speech_then_restart_transcribes_everything_once(
     store = Path(e["ASRBOX_STORE__PATH"])
     gate = tmp_path / "hang-asr-now"
     log1 = tmp_path / "d1.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "blocking_daemon.py"), str(gate), "run", "--source", str(wav),
-         "--speed", "2"],
-        env=e, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log1.open("wb"),
-    )  # fmt: skip
+    proc = start_blocking(e, gate, log1, wav)
     try:
         # a final delivered before the engine hangs, so seqs must continue across the crash
         assert rec.wait_for(lambda m: final_seqs(rec), 120), log1.read_text()[-2000:]
@@ -225,11 +228,7 @@ def test_sigterm_late_result_is_not_stored_after_the_outbox_drain(
     store = Path(e["ASRBOX_STORE__PATH"])
     gate = tmp_path / "hold-asr-now"
     log1 = tmp_path / "d1.log"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "blocking_daemon.py"), str(gate), "--hold-until-drained", "run",
-         "--source", str(wav), "--speed", "2"],
-        env=e, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log1.open("wb"),
-    )  # fmt: skip
+    proc = start_blocking(e, gate, log1, wav, "--hold-until-drained")
     try:
         assert rec.wait_for(lambda m: final_seqs(rec), 120), log1.read_text()[-2000:]
         gate.touch()
