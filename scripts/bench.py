@@ -110,7 +110,7 @@ def run_baseline(model_dir: Path, rows: list[dict[str, Any]], base: Path) -> tup
     return hyps, time.perf_counter() - t0
 
 
-def run_asrbox(rows: list[dict[str, Any]], base: Path, batch_size: int) -> tuple[dict[str, str], float, str]:
+def run_asrbox(rows: list[dict[str, Any]], base: Path, batch_size: int | None) -> tuple[dict[str, str], float, str]:
     from daemon.asr.engine import load_engine
     from daemon.audio.vad import SileroVad
     from daemon.batch.transcribe import BatchTranscriber
@@ -118,6 +118,7 @@ def run_asrbox(rows: list[dict[str, Any]], base: Path, batch_size: int) -> tuple
     from daemon.text.pipeline import TextPipeline
 
     settings = load_settings(None, {"asr": {"batch_size": batch_size}})
+    batch_size = settings.asr.batch_size
     engine = load_engine(settings.asr)
     runner = BatchTranscriber(engine, SileroVad, settings.vad, TextPipeline(settings.text), None, batch_size)
     files = [base / r["path"] for r in rows]
@@ -149,7 +150,7 @@ def main() -> int:
     ap.add_argument("--manifest", default=str(ROOT.parent / "shared" / "eval" / "manifest.jsonl"))
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--lang", help="comma-separated languages to keep (default: all)")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, help="windows decoded together (default: asr.batch_size, 4)")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--write-doc", action="store_true", help="write the results into docs/benchmarks.md")
     ap.add_argument("--live", action="store_true", help="the live benchmark (daemon + Mosquitto, real speed)")
@@ -327,7 +328,7 @@ def report(results: list[dict[str, Any]], audio_s: float, clips: int, args: argp
         lines.append(f"| {lang} | {metric} | {results[0]['asrbox'][lang][2]} | {ours} | {base or '-'} |")
     lines.append("")
     lines.append(
-        f"asrbox model: {results[0]['label']}, batch size {args.batch_size}; baseline: "
+        f"asrbox model: {results[0]['label']}, batch size {args.batch_size or 'default (4)'}; baseline: "
         "`WhisperModel(dir).transcribe(path)` at its defaults (float32 on CPU, beam 5, one file at a time)."
     )
     return "\n".join(lines) + "\n"
