@@ -259,6 +259,18 @@ class CaptionsSettings(Section):
     websocket_url: str = Field("", description="the broker's MQTT-over-WebSockets URL the page connects to")
 
 
+class HttpSettings(Section):
+    enabled: bool = False
+    bind: str = Field("127.0.0.1", description="open without a login only on loopback; otherwise a password / API keys")
+    port: int = Field(8000, ge=1, le=65535)
+    tls_cert: Path | None = Field(None, description="PEM certificate: serve HTTPS (browser microphones need it)")
+    tls_key: Path | None = None
+    max_upload_mb: int = Field(4096, ge=1, description="largest single upload")
+    password_file: Path | None = Field(
+        None, description="argon2 hash of the admin password; default: the systemd credential or <config dir>/admin.pw"
+    )
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -283,6 +295,7 @@ class Settings(BaseSettings):
     pronunciation: PronunciationSettings = Field(default_factory=PronunciationSettings)
     gpio: GpioSettings = Field(default_factory=GpioSettings)
     captions: CaptionsSettings = Field(default_factory=CaptionsSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

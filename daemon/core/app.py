@@ -17,17 +17,21 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon import __version__
 from daemon.asr.engine import Engine, load_engine
 from daemon.audio.block import Block
 from daemon.audio.source import AudioSource
 from daemon.audio.vad import load_vad
+from daemon.batch.transcribe import Outcome
+from daemon.core.bus import EventBus
 from daemon.core.commands import CommandDesk
+from daemon.core.files import FileOptions, FileTranscription, record_outcome
+from daemon.core.jobs import JobRunner
 from daemon.core.outbox import Outbox
 from daemon.core.supervisor import Supervisor
 from daemon.core.utterances import Utterances
@@ -59,6 +63,9 @@ from daemon.store.db import Store, iso, utc_now
 from daemon.store.retention import Retention
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import DecodeOptions
+
+if TYPE_CHECKING:
+    from daemon.http.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,8 @@ class App:
         self._stop_requested = threading.Event()  # set from any thread; the loop notices on its next tick
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
+        self.bus = EventBus()
+        self.http: HttpServer | None = None
 
     # ------------------------------------------------------------------ building
     def _build(self) -> None:
@@ -121,6 +130,12 @@ class App:
         self.supervisor = Supervisor(self)
         self.integrations = Integrations(s, self.topics, self.client, self.store, self)
         self.retention = Retention(self.store, s.store)
+        self.files = FileTranscription(self)
+        self.jobs = JobRunner(self)
+        if s.http.enabled:
+            from daemon.http.server import HttpServer
+
+            self.http = HttpServer(self)  # binds now: a port in use is a one-line config error
 
     def context(self) -> DecodeContext:
         """What recognition depends on now: language, hotwords (box + session), recent language."""
@@ -233,6 +248,9 @@ class App:
         self.utterances.recover()
         for t in (self.worker, self.listener, self.capture):
             t.start()
+        self.jobs.start()
+        if self.http is not None:
+            await self.http.start()
         if self.settings.session.listen_on_start:
             await self.start_session(None, None)
         await asyncio.to_thread(self.capture.opened.wait, 10.0)
@@ -245,6 +263,8 @@ class App:
         -> offline -> disconnect -> checkpoint. Each step runs even if an earlier one failed."""
         self.notifier.stopping()
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("http", self._stop_http),
+            ("jobs", self._stop_jobs),
             ("capture", self._stop_capture),
             ("listener", self._stop_listener),
             ("worker", self._stop_worker),
@@ -262,6 +282,13 @@ class App:
             except Exception as exc:
                 log.error("shutdown: %s: %s", name, exc)
         log.info("asrbox stopped")
+
+    async def _stop_http(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+
+    async def _stop_jobs(self) -> None:
+        await self.jobs.stop()
 
     async def _stop_capture(self) -> None:
         self.capture.stop_event.set()
@@ -316,6 +343,11 @@ class App:
         self.state, self.reason, self.since = state, reason, utc_now()
         self.publish_state()
         self.integrations.on_state(state)
+        self.bus.emit("state", self.state_view())
+
+    def state_view(self) -> dict[str, Any]:
+        """The state as `state` on MQTT and `GET /api/state` show it."""
+        return payloads.state(self.state, self.session_id, self.reason, self.since, self.utterances.backlog)
 
     def publish_state(self) -> None:
         backlog = self.utterances.backlog
@@ -467,6 +499,7 @@ class App:
         started = iso(datetime.fromtimestamp(self.source.wall_time(ev.start), UTC))
         body = payloads.partial(self.session_id, ev.utterance_id, rev, stable, unstable, started)
         self.client.publish(self.topics.partial, json.dumps(body, ensure_ascii=False), qos=0)
+        self.bus.emit("partial", body)
 
     def _source_state(self, ev: SourceState) -> None:
         if ev.ok:
@@ -483,8 +516,20 @@ class App:
             "final_refused", f"the broker refused final seq {seq} ({reason}); it stays in the outbox", {"seq": seq}
         )
 
+    # ------------------------------------------------------------------ files (API, jobs, Wyoming)
+    async def transcribe_file(
+        self, path: Path, options: FileOptions, source: str, audio_path: str | None = None
+    ) -> tuple[Outcome, str]:
+        """Transcribe one file now (ahead of jobs, after live finals) and record it; the record's id."""
+        outcome = await asyncio.to_thread(_first, self.files.run([path], options, interactive=True))
+        return outcome, record_outcome(self.store, outcome, source, audio_path)
+
     def audio_path(self, rel: str) -> Path:
         return self.store.root / rel
+
+
+def _first(outcomes: Iterator[Outcome]) -> Outcome:
+    return next(iter(outcomes))
 
 
 async def _join(thread: threading.Thread, timeout: float) -> None:

@@ -112,6 +112,12 @@ class Supervisor:
 
     def _diagnostics(self) -> None:
         app = self.app
+        app.client.publish(app.topics.diagnostics, json.dumps(self.diagnostics()), qos=0, retain=True)
+        app.notifier.status(self.status_line())
+
+    def diagnostics(self) -> dict[str, Any]:
+        """The figures `diagnostics` carries (MQTT, `GET /api/diagnostics`, `/metrics`)."""
+        app = self.app
         lat = list(app.outbox.latencies_ms)
         data = {
             "uptime_s": round(time.monotonic() - app.started_mono, 1),
@@ -128,6 +134,6 @@ class Supervisor:
             "utterances_failed": app.utterances.failed,
             "commands_dropped": app.desk.dropped,
             "archiving_audio": app.utterances.archive_audio,
+            "engine_calls_waiting": app.worker.calls_waiting,
         }
-        app.client.publish(app.topics.diagnostics, json.dumps(data), qos=0, retain=True)
-        app.notifier.status(self.status_line())
+        return data

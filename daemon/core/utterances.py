@@ -170,6 +170,19 @@ class Utterances:
         app.outbox.pump()
         likelihood = math.exp(min(0.0, t.avg_logprob))
         app.integrations.on_final(t.text, t.language, rec.duration_s or 0.0, rec.id, likelihood)
+        app.bus.emit(
+            "final",
+            {
+                "seq": seq,
+                "record_id": rec.id,
+                "session_id": rec.session_id,
+                "text": t.text,
+                "language": t.language,
+                "started_at": rec.started_at,
+                "ended_at": rec.ended_at,
+                "duration_s": rec.duration_s,
+            },
+        )
 
     def _store(self, rec: Record, ev: FinalText) -> int:
         app, t = self.app, ev.transcript

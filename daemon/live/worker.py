@@ -13,7 +13,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from dataclasses import replace
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
 
 from daemon.asr.engine import Engine
 from daemon.audio.decode import SAMPLE_RATE
@@ -21,12 +23,25 @@ from daemon.live.events import DecodeContext, FinalError, FinalText, Job, Partia
 from daemon.live.plumbing import Heartbeat, LatestSlot
 from daemon.store.audio import read_wav
 from daemon.text.pipeline import TextPipeline
-from daemon.transcript import DecodeOptions, Transcript
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Transcript
 
 log = logging.getLogger(__name__)
 
 SPECULATIVE_CACHE = 4
 EXPECT_FINAL_S = 0.5
+
+
+class EngineUnavailable(RuntimeError):
+    """The ASR worker has stopped (the daemon is shutting down): the call was not made."""
+
+
+@dataclass(frozen=True)
+class EngineCall:
+    """A batch for the engine from outside the live path (an API request, a job, Wyoming)."""
+
+    audios: Sequence[Audio]
+    options: DecodeOptions
+    future: Future[list[Transcript]]
 
 
 class AsrWorker(threading.Thread):
@@ -42,6 +57,10 @@ class AsrWorker(threading.Thread):
         self._partial: LatestSlot[Job] = LatestSlot()
         self._speculative: LatestSlot[Job] = LatestSlot()
         self._cache: OrderedDict[tuple[int, int], tuple[Transcript, float, DecodeContext]] = OrderedDict()
+        self._interactive: deque[EngineCall] = deque()  # a client waits for the answer (API request, Wyoming)
+        self._background: deque[EngineCall] = deque()  # jobs: after everything live, one window at a time
+        self._closed = False
+        self._partial_turn = True  # background work and partials take turns, so neither starves
         self._cond = threading.Condition()
         self._expect_final = False
         self.last_rtf = 0.0
@@ -71,6 +90,23 @@ class AsrWorker(threading.Thread):
             self._speculative.put(job)
             self._cond.notify()
 
+    def call(self, audios: Sequence[Audio], options: DecodeOptions, interactive: bool) -> Future[list[Transcript]]:
+        """Thread-safe: run the engine on `audios` on this thread, after live finals. Interactive calls come
+        before partials and jobs; a job's windows take turns with partials. The future fails with
+        EngineUnavailable once the worker has stopped."""
+        future: Future[list[Transcript]] = Future()
+        with self._cond:
+            if self._closed or self.stop_event.is_set() or not self.is_alive():
+                future.set_exception(EngineUnavailable("the recognizer is not running (shutting down)"))
+                return future
+            (self._interactive if interactive else self._background).append(EngineCall(audios, options, future))
+            self._cond.notify()
+        return future
+
+    @property
+    def calls_waiting(self) -> int:
+        return len(self._interactive) + len(self._background)
+
     @property
     def partials_dropped(self) -> int:
         return self._partial.dropped
@@ -83,34 +119,83 @@ class AsrWorker(threading.Thread):
 
     # ------------------------------------------------------------------ thread
     def run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._finals and self._expect_final and not self.stop_event.is_set():
-                    self._cond.wait(EXPECT_FINAL_S)  # the loop hands the next waiting final over at once
-                    self._expect_final = False
-                if not (self._finals or self._speculative or self._partial) and not self.stop_event.is_set():
-                    self._cond.wait(1.0)
-                self.heartbeat.beat()  # waiting for work is progress too
-                if self.stop_event.is_set():
-                    return
-                final = self._finals.popleft() if self._finals else None
-                spec = None if final else self._speculative.take()
-                partial = None if final or spec else self._partial.take()
-            try:
-                if final is not None:
-                    self._final(final)
-                elif spec is not None:
-                    self._speculate(spec)
-                elif partial is not None:
-                    self._partial_text(partial)
-            except Exception as exc:  # one bad utterance must not kill the worker
-                self.failures += 1
-                log.warning("ASR worker: job failed: %s", _one_line(exc))
-                log.debug("ASR worker failure", exc_info=True)
-                if final is not None:
-                    self.post(FinalError(final, _one_line(exc)))
-            finally:
-                self.heartbeat.beat()
+        try:
+            while self._next():
+                pass
+        finally:
+            self._refuse_calls()
+
+    def _next(self) -> bool:
+        """Wait for work and do one piece of it; False once stopped."""
+        with self._cond:
+            if not self._finals and self._expect_final and not self.stop_event.is_set():
+                self._cond.wait(EXPECT_FINAL_S)  # the loop hands the next waiting final over at once
+                self._expect_final = False
+            if not self._has_work() and not self.stop_event.is_set():
+                self._cond.wait(1.0)
+            self.heartbeat.beat()  # waiting for work is progress too
+            if self.stop_event.is_set():
+                return False
+            work = self._pick()
+        if work is None:
+            return True
+        try:
+            if isinstance(work, EngineCall):
+                self._call(work)
+            elif work[0] == "final":
+                self._final(work[1])
+            elif work[0] == "spec":
+                self._speculate(work[1])
+            else:
+                self._partial_text(work[1])
+        except Exception as exc:  # one bad utterance must not kill the worker
+            self.failures += 1
+            log.warning("ASR worker: job failed: %s", _one_line(exc))
+            log.debug("ASR worker failure", exc_info=True)
+            if not isinstance(work, EngineCall) and work[0] == "final":
+                self.post(FinalError(work[1], _one_line(exc)))
+        finally:
+            self.heartbeat.beat()
+        return True
+
+    def _has_work(self) -> bool:
+        return bool(self._finals or self._speculative or self._partial or self._interactive or self._background)
+
+    def _pick(self) -> EngineCall | tuple[str, Job] | None:
+        """Live finals first, then the speculative final, then interactive calls; partials and background calls
+        take turns. Called under the condition."""
+        if self._finals:
+            return ("final", self._finals.popleft())
+        if (spec := self._speculative.take()) is not None:
+            return ("spec", spec)
+        if self._interactive:
+            return self._interactive.popleft()
+        partial = self._partial.take() if self._partial_turn or not self._background else None
+        if partial is not None:
+            self._partial_turn = False
+            return ("partial", partial)
+        if self._background:
+            self._partial_turn = True
+            return self._background.popleft()
+        return None
+
+    def _call(self, call: EngineCall) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(self.engine.transcribe(call.audios, call.options))
+        except BaseException as exc:  # the caller decides what a failure means
+            call.future.set_exception(exc)
+
+    def _refuse_calls(self) -> None:
+        with self._cond:
+            self._closed = True
+            calls = [*self._interactive, *self._background]
+            self._interactive.clear()
+            self._background.clear()
+        for c in calls:
+            if c.future.set_running_or_notify_cancel():
+                c.future.set_exception(EngineUnavailable("the recognizer stopped (shutting down)"))
 
     def _transcribe(self, job: Job, options: DecodeOptions) -> Transcript:
         t0 = time.perf_counter()
@@ -164,3 +249,21 @@ def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return f"{type(exc).__name__}: {text}"[:300]
+
+
+class SharedEngine:
+    """The live worker's engine, for callers on other threads (API requests, jobs, Wyoming): each call is queued
+    on the worker, so one model serves everything and live speech comes first."""
+
+    def __init__(self, worker: AsrWorker, interactive: bool) -> None:
+        self.worker = worker
+        self.interactive = interactive
+        self.info: EngineInfo = worker.engine.info
+
+    def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
+        if not audios:
+            return []
+        return self.worker.call(list(audios), options, self.interactive).result()
+
+    def close(self) -> None:
+        """The engine belongs to the daemon, which closes it."""

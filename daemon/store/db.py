@@ -104,6 +104,59 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE records ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: durable transcription jobs (HTTP API, console): one row a job, one a file; uploads live under the store
+    """
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        options TEXT NOT NULL
+    );
+    CREATE TABLE job_files (
+        job_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        bytes INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        progress REAL NOT NULL DEFAULT 0,
+        duration_s REAL,
+        record_id TEXT,
+        error TEXT,
+        PRIMARY KEY (job_id, idx)
+    );
+    CREATE INDEX job_files_status ON job_files (status, job_id, idx);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    """,
+    # 8: edits of a record's text: the recognizer's text stays in the record's history (revert possible)
+    """
+    CREATE TABLE record_edits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        record_id TEXT NOT NULL,
+        edited_at TEXT NOT NULL,
+        old_text TEXT,
+        new_text TEXT,
+        old_segments TEXT,
+        new_segments TEXT
+    );
+    CREATE INDEX record_edits_record ON record_edits (record_id, id);
+    ALTER TABLE records ADD COLUMN edited_at TEXT;
+    CREATE INDEX records_kind_created ON records (kind, created_at);
+    CREATE INDEX records_language ON records (language, created_at);
+    """,
+    # 9: API keys (only a hash is kept; the key is shown once, at creation)
+    """
+    CREATE TABLE api_keys (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked_at TEXT
+    );
+    """,
 )
 
 BUSY_TIMEOUT_S = 10.0  # two connections (the daemon's and retention's) wait for each other this long
