@@ -1,0 +1,99 @@
+"""One model serves everything: the live worker runs engine calls from other threads (API, jobs, Wyoming) in a
+fixed order: live finals, then interactive calls, then partials and background (job) windows take turns; after
+the worker stops, a call fails at once with EngineUnavailable instead of hanging its caller."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from daemon.live.events import DecodeContext, FinalText, Job
+from daemon.live.worker import AsrWorker, EngineUnavailable, SharedEngine
+from daemon.settings import TextSettings
+from daemon.text.pipeline import TextPipeline
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript
+
+
+class GatedEngine:
+    """Records the order of calls by the first sample of each audio; the first call blocks until released,
+    so that everything else queues up behind it."""
+
+    def __init__(self) -> None:
+        self.info = EngineInfo("fake", "fake", "cpu", "int8")
+        self.order: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
+        tag = int(audios[0][0])
+        if not self.order:
+            self.entered.set()
+            assert self.release.wait(10)
+        self.order.append(tag)
+        return [Transcript(str(tag), "en", 1.0, (Segment(0.0, 0.1, str(tag)),)) for _ in audios]
+
+    def close(self) -> None:
+        pass
+
+
+def audio(tag: int) -> Audio:
+    return np.full(1600, tag, dtype=np.float32)
+
+
+def job(tag: int) -> Job:
+    return Job((tag, tag), audio(tag), f"u{tag}", DecodeContext(DecodeOptions()))
+
+
+@pytest.fixture
+def worker() -> tuple[AsrWorker, GatedEngine, list[object]]:
+    engine = GatedEngine()
+    posted: list[object] = []
+    text = TextPipeline(TextSettings(itn=False))
+    w = AsrWorker(engine, text, DecodeContext(DecodeOptions()), posted.append)
+    w.start()
+    yield w, engine, posted
+    engine.release.set()
+    w.stop()
+    w.join(5)
+
+
+def test_live_finals_first_then_interactive_then_turns(worker: tuple[AsrWorker, GatedEngine, list[object]]) -> None:
+    w, engine, posted = worker
+    first = w.call([audio(1)], DecodeOptions(), interactive=False)  # blocks inside the engine
+    assert engine.entered.wait(5)
+    background = [w.call([audio(t)], DecodeOptions(), interactive=False) for t in (10, 11)]
+    interactive = w.call([audio(20)], DecodeOptions(), interactive=True)
+    w.add_final(job(40))
+    w.add_partial(job(30))  # (a final clears the partial slot: its utterance has ended)
+    engine.release.set()
+    for f in (first, *background, interactive):
+        f.result(10)
+    # the final before the interactive call, that before the job's windows; partial and job windows alternate
+    assert engine.order == [1, 40, 20, 30, 10, 11]
+    assert any(isinstance(p, FinalText) and p.job.utterance_id == "u40" for p in posted)
+
+
+def test_shared_engine_after_stop_fails_fast(worker: tuple[AsrWorker, GatedEngine, list[object]]) -> None:
+    w, engine, _ = worker
+    engine.release.set()
+    shared = SharedEngine(w, interactive=True)
+    assert shared.transcribe([audio(2)], DecodeOptions())[0].text == "2"
+    w.stop()
+    w.join(5)
+    with pytest.raises(EngineUnavailable):
+        shared.transcribe([audio(3)], DecodeOptions())
+
+
+def test_calls_queued_at_stop_are_refused(worker: tuple[AsrWorker, GatedEngine, list[object]]) -> None:
+    w, engine, _ = worker
+    first = w.call([audio(1)], DecodeOptions(), interactive=True)
+    assert engine.entered.wait(5)
+    queued = w.call([audio(5)], DecodeOptions(), interactive=False)
+    w.stop()
+    engine.release.set()
+    assert first.result(10)[0].text == "1"  # the call in hand is finished
+    with pytest.raises(EngineUnavailable):
+        queued.result(10)
