@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("paths", nargs="+", metavar="PATH")
     t.add_argument("--format", "-f", default="txt", choices=("txt", "json", "srt", "vtt", "csv"))
     t.add_argument("--output", "-o", metavar="DIR|-", help="write <name>.<format> files into DIR; - = stdout")
+    t.add_argument(
+        "--csv-file",
+        metavar="FILE",
+        help="every file's segments in one CSV (file,start,end,text) instead of a document each on stdout",
+    )
     t.add_argument("--language", "-l", help="language code, or 'auto' (default from config)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
     t.add_argument("--model", metavar="DIR", help="a local CTranslate2 Whisper model folder")
@@ -135,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     cs.add_parser("check", help="validate; exit 78 with the bad key if wrong")
     cs.add_parser("show", help="the effective settings as JSON (secrets masked)")
 
+    sub.add_parser("passwd", help="set the HTTP admin password (prompted, or the first line of stdin)")
+    k = sub.add_parser("keys", help="API keys for the HTTP API (Authorization: Bearer)")
+    ks = with_common(k.add_subparsers(dest="action", required=True, parser_class=_Parser))
+    ks.add_parser("create", help="a new key, printed once").add_argument("name")
+    ks.add_parser("list", help="every key (id, name, created, last used, revoked), never the key")
+    ks.add_parser("revoke", help="revoke a key at once").add_argument("id")
+
     m = sub.add_parser("models", help="the embedded model and local model folders")
     ms = with_common(m.add_subparsers(dest="action", required=True, parser_class=_Parser))
     ms.add_parser("prepare", help="assemble the embedded model into the cache (done by scripts/setup)")
@@ -179,6 +191,7 @@ class _Tally:
     incomplete: int = 0
     audio_s: float = 0.0
     first: bool = True
+    csv_rows: list[tuple[str, ...]] = field(default_factory=list)  # --csv-file: every file's segments
 
 
 @dataclass(frozen=True)
@@ -187,6 +200,8 @@ class _Delivery:
     out_dir: Path | None
     common: Path | None
     multi: bool
+    csv_file: Path | None = None  # one CSV for all files; then nothing goes to stdout unless -o -
+    stdout: bool = False  # -o -
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -204,9 +219,15 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         _say("nothing to transcribe")
         return 66
     out_dir = output_folder(Path(args.output)) if args.output and args.output != "-" else None
-    how = _Delivery(args.format, out_dir, common_folder(files), len(files) > 1)
+    csv_file = Path(args.csv_file) if args.csv_file else None
+    how = _Delivery(args.format, out_dir, common_folder(files), len(files) > 1, csv_file, args.output == "-")
     tally = _Tally(failed=len(input_errors))
     _run_batch(args, settings, files, how, tally)
+    if csv_file is not None:
+        from daemon.output.formats import to_csv, write_output
+
+        write_output(csv_file, to_csv(tally.csv_rows, ("file", "start", "end", "text")))
+        _say(f"{len(tally.csv_rows)} segments of {tally.ok} files in {printable(str(csv_file))}")
     summary = f"{tally.ok} transcribed, {tally.failed} failed ({tally.audio_s:.1f} s of audio)"
     if tally.incomplete:
         summary += f"; {tally.incomplete} only in part (see the warnings)"
@@ -223,6 +244,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
     from daemon.audio.vad import load_vad
     from daemon.batch.transcribe import BatchTranscriber
     from daemon.store.db import Store
+    from daemon.store.hotwords import box_terms
     from daemon.text.pipeline import TextPipeline
 
     store = None if args.no_store else Store(settings.store.path)
@@ -242,7 +264,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
         settings.asr.batch_size,
         language=lang,
         force=args.force,
-        hotwords=tuple(dict.fromkeys((*settings.text.terms(), *(args.hotword or ())))),
+        hotwords=tuple(dict.fromkeys((*box_terms(settings), *(args.hotword or ())))),
     )
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None)
     try:
@@ -259,7 +281,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
 def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
     """One file's outcome: its document to its output file or stdout, or its one error line."""
     from daemon.batch.transcribe import output_path
-    from daemon.output.formats import OutputError, printable, render, write_output, write_stdout
+    from daemon.output.formats import OutputError, csv_rows, printable, render, write_output, write_stdout
 
     name = printable(str(outcome.path))
     if outcome.error is not None or outcome.transcript is None:
@@ -268,6 +290,8 @@ def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
         return
     t = outcome.transcript
     doc = render(t, how.fmt)
+    if how.csv_file is not None:
+        tally.csv_rows += csv_rows(t, name)
     if how.out_dir is not None:
         try:
             write_output(output_path(how.out_dir, outcome.path, how.fmt, how.common), doc)
@@ -275,7 +299,7 @@ def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
             tally.failed += 1
             _say(f"{name}: error: {exc}")
             return
-    else:
+    elif how.csv_file is None or how.stdout:
         if how.multi and how.fmt == "json":
             doc = json.dumps(t.as_json(), ensure_ascii=False) + "\n"
         elif how.multi:
@@ -426,6 +450,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_microphone(settings.audio.device)  # no microphone: one line, with the --source hint
     if args.loops < 1:
         raise AsrboxError("--loops must be at least 1")
+    if settings.http.enabled and settings.http.password_file is None:  # where the admin password's hash is
+        from daemon.http.passwords import password_path
+        from daemon.settings import resolve_config_path
+
+        pw = password_path(settings, resolve_config_path(args.config))
+        settings = settings.model_copy(update={"http": settings.http.model_copy(update={"password_file": pw})})
     source = make_source(settings.audio.source, settings.audio.device, args.speed, args.loops)
     return App(settings, source, exit_at_end=args.exit_at_end).run()
 
@@ -490,6 +520,18 @@ def cmd_pronounce(args: argparse.Namespace) -> int:
     return commands.score_file(args, settings) if args.action == "score" else commands.export(args, settings)
 
 
+def cmd_passwd(args: argparse.Namespace) -> int:
+    from daemon.http.admin import cmd_passwd as run
+
+    return run(args, _settings(args))
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from daemon.http.admin import cmd_keys as run
+
+    return run(args, _settings(args))
+
+
 def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -504,6 +546,8 @@ COMMANDS = {
     "config": cmd_config,
     "models": cmd_models,
     "pronounce": cmd_pronounce,
+    "passwd": cmd_passwd,
+    "keys": cmd_keys,
 }
 
 

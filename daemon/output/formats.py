@@ -1,4 +1,5 @@
-"""Transcript documents: txt, json, srt, vtt, csv for one file; csv and json for history exports.
+"""Transcript documents: txt, json, srt, vtt, csv for one file; csv and json for history exports. Every CSV
+starts with a UTF-8 byte-order mark, so that Excel shows non-ASCII text (Chinese) correctly.
 
 Every output file is written one way, `write_output` (temp file + rename; errors are one line), and every
 document sent to stdout goes through `write_stdout`. File names that are not valid UTF-8 reach us with
@@ -88,12 +89,23 @@ def to_vtt(segments: Sequence[TimedText]) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
+BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with a byte-order mark
+
+
 def to_csv(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
+    """A CSV document, starting with a BOM (Excel)."""
     buf = io.StringIO()
+    buf.write(BOM)
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     w.writerows(rows)
     return buf.getvalue()
+
+
+def csv_rows(t: FileTranscript, file: str | None = None) -> list[tuple[str, ...]]:
+    """A transcript's segments as CSV rows (start, end, text), with the file first when `file` is given."""
+    lead = () if file is None else (file,)
+    return [(*lead, f"{s.start:.2f}", f"{s.end:.2f}", s.text) for s in t.segments]
 
 
 def render(t: FileTranscript, fmt: str) -> str:
@@ -106,7 +118,7 @@ def render(t: FileTranscript, fmt: str) -> str:
     if fmt == "vtt":
         return to_vtt(t.segments)
     if fmt == "csv":
-        return to_csv(((f"{s.start:.2f}", f"{s.end:.2f}", s.text) for s in t.segments), ("start", "end", "text"))
+        return to_csv(csv_rows(t), ("start", "end", "text"))
     raise ValueError(f"unknown format {fmt!r}")
 
 

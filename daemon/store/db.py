@@ -111,7 +111,7 @@ MIGRATIONS: tuple[str, ...] = (
         name TEXT,
         created_at TEXT NOT NULL,
         finished_at TEXT,
-        status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        status TEXT NOT NULL CHECK (status IN ('held', 'queued', 'running', 'done', 'failed', 'cancelled')),
         options TEXT NOT NULL
     );
     CREATE TABLE job_files (
@@ -145,6 +145,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE records ADD COLUMN edited_at TEXT;
     CREATE INDEX records_kind_created ON records (kind, created_at);
     CREATE INDEX records_language ON records (language, created_at);
+    CREATE INDEX records_session_created ON records (session_id, created_at);
+    CREATE INDEX sessions_started ON sessions (started_at);
     """,
     # 9: API keys (only a hash is kept; the key is shown once, at creation)
     """

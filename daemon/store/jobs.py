@@ -1,0 +1,314 @@
+"""Durable transcription jobs in SQLite (tables `jobs` and `job_files`, migration 7).
+
+A file's outcome is recorded in one transaction with its `job_files` row (`complete_file`): after a crash a
+file is either recorded and done, or not recorded and queued again, never both. All calls are the loop's.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.batch.transcribe import Outcome
+from daemon.store.db import Store, utc_now
+
+JOB_FIELDS = "id, name, created_at, finished_at, status, options"
+FILE_FIELDS = "idx, name, bytes, status, progress, duration_s, record_id, error"
+OPEN = ("held", "queued", "running")  # a job still to finish
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """A file received for a job: its display name, its path relative to the store, its size."""
+
+    name: str
+    path: str
+    bytes: int
+    duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Work:
+    """The next file to transcribe."""
+
+    job_id: str
+    idx: int
+    name: str
+    path: str
+    options: dict[str, Any]
+    duration_s: float | None
+
+
+class JobStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # ------------------------------------------------------------------ writing
+    def create(
+        self, job_id: str, name: str | None, options: dict[str, Any], files: Sequence[NewFile], held: bool
+    ) -> None:
+        with self.store._tx() as db:
+            db.execute(
+                f"INSERT INTO jobs ({JOB_FIELDS}) VALUES (?, ?, ?, NULL, ?, ?)",
+                (job_id, name, utc_now(), "held" if held else "queued", json.dumps(options, ensure_ascii=False)),
+            )
+            self._insert_files(db, job_id, 0, files)
+
+    def add_files(self, job_id: str, files: Sequence[NewFile]) -> list[int]:
+        """Append files (indexes follow the last one); a finished job is queued again."""
+        with self.store._tx() as db:
+            row = db.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM job_files WHERE job_id=?", (job_id,)).fetchone()
+            first = int(row[0])
+            self._insert_files(db, job_id, first, files)
+            db.execute(
+                "UPDATE jobs SET status='queued', finished_at=NULL WHERE id=? AND status IN ('done', 'failed')",
+                (job_id,),
+            )
+        return list(range(first, first + len(files)))
+
+    @staticmethod
+    def _insert_files(db: sqlite3.Connection, job_id: str, first: int, files: Sequence[NewFile]) -> None:
+        db.executemany(
+            "INSERT INTO job_files (job_id, idx, name, path, bytes, status, duration_s) VALUES (?, ?, ?, ?, ?, "
+            "'queued', ?)",
+            [(job_id, first + i, f.name, f.path, f.bytes, f.duration_s) for i, f in enumerate(files)],
+        )
+
+    def next_index(self, job_id: str) -> int:
+        row = self.store._read_one("SELECT COALESCE(MAX(idx) + 1, 0) FROM job_files WHERE job_id=?", (job_id,))
+        return int(row[0]) if row else 0
+
+    def start(self, job_id: str) -> bool:
+        """A held job is queued; False when it was not held."""
+        cur = self.store._write("UPDATE jobs SET status='queued' WHERE id=? AND status='held'", (job_id,))
+        return cur.rowcount > 0
+
+    def resume(self) -> int:
+        """After a restart: files left running go back to the queue, and so do their jobs."""
+        with self.store._tx() as db:
+            n = db.execute("UPDATE job_files SET status='queued', progress=0 WHERE status='running'").rowcount
+            db.execute("UPDATE jobs SET status='queued' WHERE status='running'")
+        return int(n)
+
+    def take(self) -> Work | None:
+        """The next queued file of the oldest queued or running job, marked running (with its job)."""
+        with self.store._tx() as db:
+            row = db.execute(
+                "SELECT f.job_id, f.idx, f.name, f.path, f.duration_s, j.options FROM job_files f "
+                "JOIN jobs j ON j.id = f.job_id WHERE f.status='queued' AND j.status IN ('queued', 'running') "
+                "ORDER BY j.created_at, j.rowid, f.idx LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE job_files SET status='running' WHERE job_id=? AND idx=?", (row[0], row[1]))
+            db.execute("UPDATE jobs SET status='running' WHERE id=?", (row[0],))
+        return Work(row[0], int(row[1]), row[2], row[3], json.loads(row[5]), row[4])
+
+    def progress(self, job_id: str, idx: int, value: float) -> None:
+        self.store._write(
+            "UPDATE job_files SET progress=? WHERE job_id=? AND idx=? AND status='running'",
+            (round(value, 3), job_id, idx),
+        )
+
+    def requeue(self, job_id: str, idx: int) -> None:
+        """The file in hand at shutdown: back in the queue, nothing recorded."""
+        self.store._write(
+            "UPDATE job_files SET status='queued', progress=0 WHERE job_id=? AND idx=? AND status='running'",
+            (job_id, idx),
+        )
+
+    def complete_file(self, work: Work, outcome: Outcome) -> str | None:
+        """Record a file's outcome and mark its row done/failed in one transaction; the record id (None when the
+        file is no longer running: cancelled or deleted meanwhile, then nothing is recorded)."""
+        with self.store._tx() as db:
+            row = db.execute(
+                "SELECT status FROM job_files WHERE job_id=? AND idx=?", (work.job_id, work.idx)
+            ).fetchone()
+            if row is None or row[0] != "running":
+                return None
+            rid = _insert_record(db, outcome, work.name, work.path)
+            self.store._reindex(rid)
+            t = outcome.transcript
+            db.execute(
+                "UPDATE job_files SET status=?, progress=?, duration_s=COALESCE(?, duration_s), record_id=?, error=? "
+                "WHERE job_id=? AND idx=?",
+                (
+                    "done" if t is not None else "failed",
+                    1.0 if t is not None else 0.0,
+                    round(t.duration_s, 3) if t is not None else None,
+                    rid,
+                    None if t is not None else (outcome.error or "no transcript"),
+                    work.job_id,
+                    work.idx,
+                ),
+            )
+            _settle(db, work.job_id)
+        return rid
+
+    def cancel(self, job_id: str) -> bool:
+        """Queued and running files are cancelled (the running one stops after its current window); False when
+        the job had nothing left to cancel."""
+        with self.store._tx() as db:
+            n = db.execute(
+                "UPDATE job_files SET status='cancelled' WHERE job_id=? AND status IN ('queued', 'running')",
+                (job_id,),
+            ).rowcount
+            m = db.execute(
+                "UPDATE jobs SET status='cancelled', finished_at=? WHERE id=? AND status IN ('held', 'queued', "
+                "'running')",
+                (utc_now(), job_id),
+            ).rowcount
+        return bool(n or m)
+
+    def delete(self, job_id: str) -> list[str]:
+        """The job, its files' rows and their records; the upload paths (relative to the store) to remove."""
+        with self.store._tx() as db:
+            rows = db.execute("SELECT path, record_id FROM job_files WHERE job_id=?", (job_id,)).fetchall()
+            for r in rows:
+                if r[1]:
+                    rec = db.execute("SELECT rowid FROM records WHERE id=?", (r[1],)).fetchone()
+                    if rec is not None:
+                        db.execute("DELETE FROM records_fts WHERE rowid=?", (rec[0],))
+                        db.execute("DELETE FROM records WHERE id=?", (r[1],))
+            db.execute("DELETE FROM job_files WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------------ reading
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        row = self.store._read_one(f"SELECT {JOB_FIELDS} FROM jobs WHERE id=?", (job_id,))
+        if row is None:
+            return None
+        job = _job(row)
+        files = self.store._read(f"SELECT {FILE_FIELDS} FROM job_files WHERE job_id=? ORDER BY idx", (job_id,))
+        job["files"] = [dict(f) for f in files]
+        job.update(_tally(job["files"]))
+        return job
+
+    def page(self, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Newest first; the cursor is the last job's (created_at, id)."""
+        where = ""
+        params: list[Any] = [limit + 1]
+        if cursor:
+            at, _, jid = cursor.partition("|")
+            where = "WHERE (created_at, id) < (?, ?)"
+            params = [at, jid, limit + 1]
+        rows = self.store._read(
+            f"SELECT {JOB_FIELDS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT ?", params
+        )
+        jobs = [_job(r) for r in rows[:limit]]
+        counts = self._counts([j["id"] for j in jobs])
+        for j in jobs:
+            j.update(counts.get(j["id"], _tally([])))
+        nxt = f"{jobs[-1]['created_at']}|{jobs[-1]['id']}" if len(rows) > limit else None
+        return jobs, nxt
+
+    def _counts(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self.store._read(
+            f"SELECT job_id, status, COUNT(*) FROM job_files WHERE job_id IN ({marks}) GROUP BY job_id, status", ids
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for job_id, status, n in rows:
+            t = out.setdefault(job_id, _tally([]))
+            t["files_total"] += n
+            if status in ("done", "failed", "cancelled"):
+                t["files_done"] += n
+            if status == "failed":
+                t["files_failed"] += n
+        return out
+
+    def file(self, job_id: str, idx: int, public: bool = False) -> dict[str, Any] | None:
+        """One file's row; with its stored path unless `public`."""
+        extra = "" if public else ", path"
+        row = self.store._read_one(
+            f"SELECT {FILE_FIELDS}{extra} FROM job_files WHERE job_id=? AND idx=?", (job_id, idx)
+        )
+        return dict(row) if row is not None else None
+
+    def summary(self, job_id: str) -> dict[str, Any] | None:
+        """A job's status and file counts."""
+        status = self.status(job_id)
+        if status is None:
+            return None
+        return {"status": status, **self._counts([job_id]).get(job_id, _tally([]))}
+
+    def files_of(self, job_id: str) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.store._read(
+                f"SELECT {FILE_FIELDS}, path FROM job_files WHERE job_id=? ORDER BY idx", (job_id,)
+            )
+        ]
+
+    def status(self, job_id: str) -> str | None:
+        row = self.store._read_one("SELECT status FROM jobs WHERE id=?", (job_id,))
+        return str(row[0]) if row is not None else None
+
+    def file_status(self, job_id: str, idx: int) -> str | None:
+        row = self.store._read_one("SELECT status FROM job_files WHERE job_id=? AND idx=?", (job_id, idx))
+        return str(row[0]) if row is not None else None
+
+
+def _job(row: sqlite3.Row) -> dict[str, Any]:
+    d = dict(row)
+    d["options"] = json.loads(d["options"]) if d["options"] else {}
+    return d
+
+
+def _tally(files: list[dict[str, Any]]) -> dict[str, Any]:
+    done = sum(1 for f in files if f["status"] in ("done", "failed", "cancelled"))
+    failed = sum(1 for f in files if f["status"] == "failed")
+    return {"files_total": len(files), "files_done": done, "files_failed": failed}
+
+
+def _settle(db: sqlite3.Connection, job_id: str) -> None:
+    """Inside a transaction: a job with no file left to do is done (failed when every file failed)."""
+    rows = dict(db.execute("SELECT status, COUNT(*) FROM job_files WHERE job_id=? GROUP BY status", (job_id,)))
+    if rows.get("queued") or rows.get("running"):
+        return
+    status = "failed" if rows.get("failed") and not rows.get("done") else "done"
+    db.execute(
+        "UPDATE jobs SET status=?, finished_at=? WHERE id=? AND status IN ('queued', 'running')",
+        (status, utc_now(), job_id),
+    )
+
+
+def _insert_record(db: sqlite3.Connection, outcome: Outcome, source: str, audio_path: str) -> str:
+    """Inside a transaction: the file's record, done or failed (as `record_outcome` writes it)."""
+    rid = str(uuid.uuid4())
+    t = outcome.transcript
+    now = utc_now()
+    if t is None:
+        db.execute(
+            "INSERT INTO records (id, kind, status, source, created_at, audio_path, error) "
+            "VALUES (?, 'file', 'failed', ?, ?, ?, ?)",
+            (rid, source, now, audio_path, outcome.error or "no transcript"),
+        )
+        return rid
+    meta = {**t.meta, "warning": outcome.warning} if outcome.warning else t.meta
+    db.execute(
+        "INSERT INTO records (id, kind, status, source, created_at, duration_s, language, raw_text, text, segments, "
+        "engine, processing_s, audio_path, meta) VALUES (?, 'file', 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rid,
+            source,
+            now,
+            t.duration_s,
+            t.language,
+            t.raw_text,
+            t.text,
+            json.dumps([{"start": x.start, "end": x.end, "text": x.text} for x in t.segments], ensure_ascii=False),
+            json.dumps({**t.engine, "processing_s": round(t.processing_s, 3)}),
+            round(t.processing_s, 3),
+            audio_path,
+            json.dumps(meta, ensure_ascii=False) if meta else None,
+        ),
+    )
+    return rid
