@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon import __version__
 from daemon.errors import AsrboxError
-from daemon.http import auth, console, jobs, live, metrics, openai_api, records
+from daemon.http import auth, console, console_api, docs, jobs, live, metrics, openai_api, records
 
 if TYPE_CHECKING:
     from daemon.core.app import App
@@ -33,13 +33,21 @@ def create_app(core: App) -> FastAPI:
         title="asrbox",
         version=__version__,
         description="Private, offline speech-to-text: OpenAI-compatible transcription, jobs, records, sessions.",
-        docs_url=None,  # served from vendored assets (no CDN): see daemon.http.console
+        docs_url=None,  # served from vendored assets (no CDN): see daemon.http.docs
         redoc_url=None,
     )
     app.state.core = core
+    app.state.auth = auth.build_state(core)
+    app.state.metrics = metrics.make_registry(core)
     _handlers(app)
-    for module in (auth, openai_api, jobs, records, live, metrics, console):
-        app.include_router(module.router)
+    # Open whatever the bind: login/logout, /health, /docs (+ /openapi.json), the console's pages and assets.
+    for router in (auth.router, openai_api.public, docs.router, console.router):
+        app.include_router(router)
+    # Everything else needs a key or the console's session (+ CSRF token) unless bound to loopback.
+    guarded = [Depends(auth.require_auth)]
+    for module in (openai_api, jobs, records, live, metrics, console_api):
+        app.include_router(module.router, dependencies=guarded)
+    docs.mount(app)
     return app
 
 
