@@ -1,7 +1,249 @@
-"""(to be written)"""
+"""OpenAI's transcription face: `POST /v1/audio/transcriptions`, `GET /v1/models`, and the open `GET /health`.
+
+The upload streams to `<store>/uploads/api/<id>.<ext>` and stays there as the record's audio (it plays in the
+history). Transcription goes through `App.transcribe_file`, the same batch transcriber `asrbox transcribe` and
+jobs use, on the one engine (ahead of jobs, after live finals): the same file and settings give the same text.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+import math
+import re
+import secrets
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+from daemon import __version__
+from daemon.core.files import FileOptions
+from daemon.http.deps import core, refuse
+from daemon.http.uploads import ReceivedFile, Upload, receive
+from daemon.lang import NO_SPACE_LANGUAGES
+from daemon.output.formats import FileTranscript, render
+
+router = APIRouter(tags=["openai"])
+public = APIRouter(tags=["health"])  # open, whatever the bind
+
+FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("segment", "word")
+UPLOADS = Path("uploads") / "api"
+MB = 1024 * 1024
+_LANG = re.compile(r"[a-z]{2,3}")
+_EXT = re.compile(r"\.[a-z0-9]{1,8}")
+_TERM_SPLIT = re.compile(r"[\n\r,;，、；]+")
+MAX_TERM_CHARS = 40  # a longer piece of a prompt is prose, not a term
+MAX_TERM_WORDS = 4
+TRUE = ("true", "1", "yes", "on")
+FALSE = ("false", "0", "no", "off")
+CONTENT_TYPES = {
+    "text": "text/plain; charset=utf-8",
+    "srt": "text/plain; charset=utf-8",
+    "vtt": "text/vtt; charset=utf-8",
+}
+
+
+@dataclass(frozen=True)
+class Ask:
+    """A transcription request's fields, checked."""
+
+    response_format: str
+    language: str | None
+    hotwords: tuple[str, ...]
+    itn: bool | None
+    temperature: float
+    granularities: tuple[str, ...]
+    stream: bool
+
+
+def split_terms(text: str) -> tuple[str, ...]:
+    """Hotwords from a prompt or a `hotwords` field: lines / commas / semicolons separate terms (Chinese ones
+    too); a piece longer than a few words is prose (a Whisper-style prompt sentence) and is not a term."""
+    terms = []
+    for piece in _TERM_SPLIT.split(text):
+        term = " ".join(piece.split())
+        if term and len(term) <= MAX_TERM_CHARS and len(term.split()) <= MAX_TERM_WORDS:
+            terms.append(term)
+    return tuple(dict.fromkeys(terms))
+
+
+def _flag(form: Upload, name: str) -> bool | None:
+    value = form.field(name)
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip().lower()
+    if v in TRUE or v in FALSE:
+        return v in TRUE
+    raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
+
+
+def _ask(form: Upload) -> Ask:
+    fmt = (form.field("response_format") or "json").strip()
+    if fmt not in FORMATS:
+        raise refuse(400, f"response_format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
+    language = (form.field("language") or "").strip().lower() or None
+    if language == "auto":
+        language = None
+    if language is not None and not _LANG.fullmatch(language):
+        raise refuse(400, f"language: {language[:40]!r} is not an ISO-639-1 code such as 'en' or 'zh'")
+    raw_t = (form.field("temperature") or "0").strip()
+    try:
+        temperature = float(raw_t)
+    except ValueError:
+        raise refuse(400, f"temperature: expected a number between 0 and 1, got {raw_t[:40]!r}") from None
+    if not 0.0 <= temperature <= 1.0:
+        raise refuse(400, f"temperature: {temperature} is not between 0 and 1")
+    grans = tuple(
+        g.strip() for key in ("timestamp_granularities[]", "timestamp_granularities") for g in form.fields.get(key, [])
+    )
+    for g in grans:
+        if g not in GRANULARITIES:
+            raise refuse(400, f"timestamp_granularities[]: {g[:40]!r} is not 'segment' or 'word'")
+    hotwords = split_terms(form.field("prompt") or "") + split_terms(form.field("hotwords") or "")
+    return Ask(
+        response_format=fmt,
+        language=language,
+        hotwords=tuple(dict.fromkeys(hotwords)),
+        itn=_flag(form, "itn"),
+        temperature=temperature,
+        granularities=grans or ("segment",),
+        stream=bool(_flag(form, "stream")),
+    )
+
+
+async def _receive(request: Request) -> tuple[Upload, ReceivedFile]:
+    """The upload, streamed to `<store>/uploads/api/<random>.<ext>` (the record's audio from then on)."""
+    app = core(request)
+    s = app.settings
+    folder = app.store.root / UPLOADS
+    upload = await receive(
+        request, folder, max_file_bytes=s.http.max_upload_mb * MB, min_free_bytes=s.store.min_free_mb * MB
+    )
+    files = [f for f in upload.files if f.field == "file"]
+    problem = None
+    if not files:
+        problem = "file: missing (send the audio as the multipart part `file`)"
+    elif len(upload.files) > 1:
+        problem = "file: one file per request (use /api/jobs for many)"
+    elif files[0].bytes == 0:
+        problem = f"file: {files[0].name!r} is empty"
+    if problem is not None:
+        upload.discard()
+        raise refuse(400, problem)
+    f = files[0]
+    ext = Path(f.name).suffix.lower()
+    final = folder / f"{secrets.token_hex(8)}{ext if _EXT.fullmatch(ext) else '.bin'}"
+    f.path.rename(final)
+    f.path = final
+    return upload, f
+
+
+@router.post("/v1/audio/transcriptions", summary="Transcribe an audio file (OpenAI-compatible)")
+async def transcriptions(request: Request) -> Response:
+    """multipart/form-data: `file` (required), `model` (any: the box's loaded model answers), `language`,
+    `prompt` (its terms are used as hotwords), `response_format` json|text|srt|vtt|verbose_json, `temperature`,
+    `timestamp_granularities[]`, `stream`; extensions `hotwords` (newline/comma separated), `itn` (true/false)."""
+    app = core(request)
+    upload, received = await _receive(request)
+    try:
+        ask = _ask(upload)
+    except Exception:
+        upload.discard()
+        raise
+    filename, path = received.name, received.path
+    options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn)
+    outcome, record_id = await app.transcribe_file(
+        path, options, source=filename, audio_path=str(path.relative_to(app.store.root))
+    )
+    t = outcome.transcript
+    if t is None:
+        if not app.worker.is_alive():
+            raise refuse(503, "the box is shutting down: try again in a moment")
+        raise refuse(400, f"file: cannot transcribe {filename!r}: {outcome.error or 'no transcript'}")
+    headers = {"X-Asrbox-Record-Id": record_id}
+    if ask.stream:
+        return StreamingResponse(_sse(t), media_type="text/event-stream", headers=headers)
+    return _respond(t, ask, headers)
+
+
+def _usage(t: FileTranscript) -> dict[str, Any]:
+    return {"type": "duration", "seconds": math.ceil(t.duration_s)}
+
+
+def _respond(t: FileTranscript, ask: Ask, headers: dict[str, str]) -> Response:
+    fmt = ask.response_format
+    if fmt == "json":
+        return JSONResponse({"text": t.text, "usage": _usage(t)}, headers=headers)
+    if fmt == "verbose_json":
+        return JSONResponse(verbose(t, ask), headers=headers)
+    doc = render(t, "txt" if fmt == "text" else fmt)
+    return PlainTextResponse(doc, media_type=CONTENT_TYPES[fmt], headers=headers)
+
+
+def _compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return round(len(raw) / len(zlib.compress(raw)), 3) if raw else 0.0
+
+
+def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
+    """OpenAI's verbose_json. The engine gives segment times, not tokens, log-probabilities or word times:
+    `tokens` is empty, `avg_logprob` and `no_speech_prob` are 0, and `words` is left out (see docs/api.md)."""
+    segments = [
+        {
+            "id": i,
+            "seek": round(s.start * 100),
+            "start": s.start,
+            "end": s.end,
+            "text": s.text,
+            "tokens": [],
+            "temperature": ask.temperature,
+            "avg_logprob": 0.0,
+            "compression_ratio": _compression_ratio(s.text),
+            "no_speech_prob": 0.0,
+        }
+        for i, s in enumerate(t.segments)
+    ]
+    return {
+        "task": "transcribe",
+        "language": t.language,
+        "duration": round(t.duration_s, 3),
+        "text": t.text,
+        "segments": segments,
+        "usage": _usage(t),
+    }
+
+
+async def _sse(t: FileTranscript) -> AsyncIterator[bytes]:
+    """`transcript.text.delta` per segment (sent once the file is transcribed), then `transcript.text.done`."""
+    sep = "" if t.language in NO_SPACE_LANGUAGES else " "
+    for i, s in enumerate(t.segments):
+        delta = s.text if i == 0 else sep + s.text
+        yield _event({"type": "transcript.text.delta", "delta": delta, "logprobs": None})
+    yield _event({"type": "transcript.text.done", "text": t.text, "logprobs": None, "usage": _usage(t)})
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+@router.get("/v1/models", summary="The model this box has loaded")
+async def models(request: Request) -> dict[str, Any]:
+    app = core(request)
+    info = app.engine.info
+    return {
+        "object": "list",
+        "data": [{"id": info.model, "object": "model", "created": 0, "owned_by": f"asrbox/{info.name}"}],
+    }
+
+
+@public.get("/health", summary="Liveness: always open")
+async def health(request: Request) -> JSONResponse:
+    app = core(request)
+    ok = app.healthy()
+    body = {"ok": ok, "status": "ok" if ok else "degraded", "version": __version__, "state": app.state}
+    return JSONResponse(body, 200 if ok else 503)
