@@ -143,9 +143,8 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX record_edits_record ON record_edits (record_id, id);
     ALTER TABLE records ADD COLUMN edited_at TEXT;
-    CREATE INDEX records_kind_created ON records (kind, created_at);
-    CREATE INDEX records_language ON records (language, created_at);
-    CREATE INDEX records_session_created ON records (session_id, created_at);
+    CREATE INDEX records_kind ON records (kind);
+    CREATE INDEX records_language ON records (language);
     CREATE INDEX sessions_started ON sessions (started_at);
     """,
     # 9: API keys (only a hash is kept; the key is shown once, at creation)

@@ -149,7 +149,11 @@ def rows(store: Store, ids: list[str]) -> list[sqlite3.Row]:
 def page(
     store: Store, f: RecordFilter, limit: int, cursor: str | None, newest_first: bool = True
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of records matching `f`, newest first (or oldest first), after `cursor`; and the next cursor."""
+    """One page of records matching `f` after `cursor`, newest first (or oldest first); and the next cursor.
+
+    The order is the order the box stored them (rowid), which is `created_at`'s order unless the clock stepped
+    (a box without a real-time clock before NTP): then stored order is the truer one. It lets a search walk the
+    full-text index newest first and stop at the page's end instead of sorting every match."""
     where: list[str] = []
     params: list[Any] = []
     for cond, value in (
@@ -165,26 +169,27 @@ def page(
     if f.speaker is not None:
         where.append("EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE json_extract(s.value, '$.speaker') = ?)")
         params.append(f.speaker)
+    key = "r.rowid"
+    sql = f"SELECT {_COLUMNS} FROM records r"
     if f.q is not None:
         match = fts_query(f.q)
         if not match:
             return [], None
-        where.append("r.rowid IN (SELECT rowid FROM records_fts WHERE records_fts MATCH ?)")
-        params.append(match)
-    order = "DESC" if newest_first else "ASC"
+        # the full-text index drives (CROSS JOIN): it yields matches in rowid order, newest first, lazily
+        key, sql = "f.rowid", f"SELECT {_COLUMNS} FROM records_fts f CROSS JOIN records r ON r.rowid = f.rowid"
+        where.insert(0, "records_fts MATCH ?")
+        params.insert(0, match)
     if cursor is not None:
-        created, rowid = decode_cursor(cursor, (str, int))
-        where.append(f"(r.created_at, r.rowid) {'<' if newest_first else '>'} (?, ?)")
-        params += [created, rowid]
-    sql = f"SELECT {_COLUMNS} FROM records r"
+        (after,) = decode_cursor(cursor, (int,))
+        where.append(f"{key} {'<' if newest_first else '>'} ?")
+        params.append(after)
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += f" ORDER BY r.created_at {order}, r.rowid {order} LIMIT ?"
+    sql += f" ORDER BY {key} {'DESC' if newest_first else 'ASC'} LIMIT ?"
     found = store._read(sql, (*params, limit + 1))
     more = len(found) > limit
     found = found[:limit]
-    last = found[-1] if found else None
-    return [view(r) for r in found], encode_cursor(last["created_at"], last["rowid"]) if more and last else None
+    return [view(r) for r in found], encode_cursor(found[-1]["rowid"]) if more and found else None
 
 
 def session_row(store: Store, session_id: str) -> dict[str, Any]:
