@@ -143,7 +143,29 @@ async def _receive(request: Request) -> tuple[Upload, ReceivedFile]:
     return upload, f
 
 
-@router.post("/v1/audio/transcriptions", summary="Transcribe an audio file (OpenAI-compatible)")
+_FORM_SCHEMA = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary"},
+        "model": {"type": "string", "description": "any: the box's loaded model answers"},
+        "language": {"type": "string", "description": "ISO-639-1, e.g. en, zh; empty = detect"},
+        "prompt": {"type": "string", "description": "its terms (split at newlines, commas) are used as hotwords"},
+        "response_format": {"type": "string", "enum": list(FORMATS), "default": "json"},
+        "temperature": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+        "timestamp_granularities[]": {"type": "array", "items": {"type": "string", "enum": list(GRANULARITIES)}},
+        "stream": {"type": "boolean", "default": False},
+        "hotwords": {"type": "string", "description": "extension: terms, newline or comma separated"},
+        "itn": {"type": "boolean", "description": "extension: inverse text normalization (numbers as digits)"},
+    },
+}
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Transcribe an audio file (OpenAI-compatible)",
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _FORM_SCHEMA}}}},
+)
 async def transcriptions(request: Request) -> Response:
     """multipart/form-data: `file` (required), `model` (any: the box's loaded model answers), `language`,
     `prompt` (its terms are used as hotwords), `response_format` json|text|srt|vtt|verbose_json, `temperature`,

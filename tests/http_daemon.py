@@ -1,0 +1,104 @@
+"""The daemon as a subprocess with its HTTP face on, for the API and auth tests (one per test module)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import wave
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import numpy as np
+from conftest import ROOT, free_port
+
+
+def quiet_noise_wav(path: Path, seconds: float = 1.0, amplitude: float = 0.01) -> Path:
+    """Faint white noise (about -45 dBFS RMS): the microphone's level moves, the VAD hears no speech."""
+    rng = np.random.default_rng(7)
+    pcm = (rng.uniform(-amplitude, amplitude, int(16000 * seconds)) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    return path
+
+
+class HttpDaemon:
+    def __init__(self, workdir: Path, cache_dir: Path, bind: str = "127.0.0.1", **extra: str) -> None:
+        self.workdir = workdir
+        self.store = workdir / "store"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
+        self.env.update(
+            ASRBOX_STORE__PATH=str(self.store),
+            ASRBOX_ASR__CACHE_DIR=str(cache_dir),
+            ASRBOX_HTTP__ENABLED="true",
+            ASRBOX_HTTP__BIND=bind,
+            ASRBOX_HTTP__PORT=str(self.port),
+            ASRBOX_HTTP__PASSWORD_FILE=str(workdir / "admin.pw"),
+            ASRBOX_MQTT__HOST="127.0.0.1",
+            ASRBOX_MQTT__PORT=str(free_port()),  # no broker: the HTTP face works without one
+            ASRBOX_MQTT__DEVICE_ID="httpbox",
+            PYTHONUNBUFFERED="1",
+            **extra,
+        )
+        self.log = workdir / "daemon.log"
+        noise = quiet_noise_wav(workdir / "noise.wav")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "run", "--source", str(noise), "--loops", "100000"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )
+        self._wait_healthy(120)
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"daemon not healthy within {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def asrbox(self, *args: str, stdin: str | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", *args],
+            env={**self.env, **env},
+            cwd=ROOT,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        return self.log.read_text()
+
+
+def assert_error(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
+    """A refusal in the one error shape, with a clear message (never a traceback)."""
+    assert r.status_code == status, (r.status_code, r.text[:500])
+    body = r.json()
+    assert body["ok"] is False
+    message = body["error"]["message"]
+    assert isinstance(message, str) and message and "Traceback" not in message and "\n" not in message
+    for w in words:
+        assert w.lower() in message.lower(), (w, message)
+    return dict(body["error"])
