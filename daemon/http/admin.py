@@ -14,7 +14,7 @@ from pathlib import Path
 
 from daemon.errors import AsrboxError
 from daemon.http import passwords
-from daemon.settings import Settings, resolve_config_path
+from daemon.settings import DEFAULT_CONFIG_PATH, Settings, resolve_config_path
 from daemon.store.db import Store
 from daemon.store.keys import ApiKeys
 
@@ -36,9 +36,8 @@ def cmd_passwd(args: argparse.Namespace, settings: Settings) -> int:
     password = _read_password()
     passwords.write_hash(path, password)
     print(f"asrbox: admin password set ({path}); a running daemon uses it at the next login", file=sys.stderr)
-    cred = passwords.credential_path()
-    if cred is not None and settings.http.password_file is None:
-        print(f"asrbox: note: the daemon reads the systemd credential {cred} first", file=sys.stderr)
+    if settings.http.password_file is None and path.parent == DEFAULT_CONFIG_PATH.parent:
+        print("asrbox: the asrbox service reads it as a credential: systemctl restart asrbox", file=sys.stderr)
     return 0
 
 
