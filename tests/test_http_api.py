@@ -30,8 +30,7 @@ ZH = "zh_aishell1_BAC009S0764W0121"
 def daemon(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[HttpDaemon]:
     d = HttpDaemon(tmp_path_factory.mktemp("httpapi"), cache_dir, ASRBOX_HTTP__MAX_UPLOAD_MB="2")
     yield d
-    log = d.stop()
-    assert "Traceback" not in log, log[-3000:]
+    d.stop()
 
 
 @pytest.fixture(scope="module")
