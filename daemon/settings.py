@@ -271,6 +271,34 @@ class HttpSettings(Section):
     )
 
 
+class WyomingSettings(Section):
+    enabled: bool = Field(False, description="Wyoming speech-to-text server for Home Assistant Assist")
+    bind: str = Field("127.0.0.1", description="0.0.0.0 for Home Assistant on another host (no login: LAN only)")
+    port: int = Field(10300, ge=1, le=65535, description="10300: the Wyoming STT convention")
+    zeroconf: bool = Field(False, description="announce _wyoming._tcp on the LAN (Home Assistant discovers it)")
+
+
+class SpeakersSettings(Section):
+    """Who said what (docs/speakers.md): CAM++ embeddings + pyannote segmentation on onnxruntime."""
+
+    models_dir: Path | None = Field(
+        None, description="the speaker models (asrbox models prepare-speakers); default <asr.models_dir>/speakers"
+    )
+    files: bool = Field(False, description="label speakers in every file transcription (else: --speakers / API)")
+    live: Literal["auto", "on", "off"] = Field(
+        "auto", description="label live finals; auto: when the models are present; on: refuse to start without"
+    )
+    threshold: float = Field(0.3, ge=-1.0, le=1.0, description="files: cosine similarity that joins two groups")
+    live_threshold: float = Field(0.4, ge=-1.0, le=1.0, description="live: similarity a final needs to join a speaker")
+    voice_threshold: float = Field(0.5, ge=-1.0, le=1.0, description="similarity that names a speaker an enrolled voice")
+    max_speakers: int = Field(8, ge=1, le=50, description="files: the most speakers an estimate may give")
+    step_s: float = Field(5.0, ge=1.0, le=10.0, description="files: segmentation windows (10 s) start this far apart")
+    threads: int = Field(1, ge=1, le=64, description="onnxruntime threads for the speaker models")
+
+    def folder(self, asr: AsrSettings) -> Path:
+        return self.models_dir or asr.models_dir / "speakers"
+
+
 class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -296,6 +324,8 @@ class Settings(BaseSettings):
     gpio: GpioSettings = Field(default_factory=GpioSettings)
     captions: CaptionsSettings = Field(default_factory=CaptionsSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    wyoming: WyomingSettings = Field(default_factory=WyomingSettings)
+    speakers: SpeakersSettings = Field(default_factory=SpeakersSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod

@@ -37,7 +37,7 @@ from daemon.core.supervisor import Supervisor
 from daemon.core.utterances import Utterances
 from daemon.errors import AsrboxError
 from daemon.integrations.hub import Integrations
-from daemon.live.capture import Capture
+from daemon.live.capture import Capture, Level
 from daemon.live.events import (
     DecodeContext,
     FinalError,
@@ -60,12 +60,14 @@ from daemon.sdnotify import Notifier
 from daemon.settings import Settings
 from daemon.store.audio import remove_partials
 from daemon.store.db import Store, iso, utc_now
+from daemon.store.hotwords import saved_terms
 from daemon.store.retention import Retention
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import DecodeOptions
 
 if TYPE_CHECKING:
     from daemon.http.server import HttpServer
+    from daemon.wyoming.server import WyomingServer
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +108,15 @@ class App:
         self._stop: asyncio.Event | None = None
         self.bus = EventBus()
         self.http: HttpServer | None = None
+        self.wyoming: WyomingServer | None = None
 
     # ------------------------------------------------------------------ building
     def _build(self) -> None:
         s = self.settings
         self.store = Store(s.store.path)
+        saved = saved_terms(s.store.path)
+        if saved is not None:  # the list last set over the HTTP API replaces the config's
+            self.box_hotwords = saved
         removed = remove_partials(s.store.path)
         if removed:
             log.info("removed %d half-written audio file(s) left by a crash", removed)
@@ -136,6 +142,10 @@ class App:
             from daemon.http.server import HttpServer
 
             self.http = HttpServer(self)  # binds now: a port in use is a one-line config error
+        if s.wyoming.enabled:
+            from daemon.wyoming.server import WyomingServer
+
+            self.wyoming = WyomingServer(self)  # binds now, like HTTP
 
     def context(self) -> DecodeContext:
         """What recognition depends on now: language, hotwords (box + session), recent language."""
@@ -251,6 +261,8 @@ class App:
         self.jobs.start()
         if self.http is not None:
             await self.http.start()
+        if self.wyoming is not None:
+            await self.wyoming.start()
         if self.settings.session.listen_on_start:
             await self.start_session(None, None)
         await asyncio.to_thread(self.capture.opened.wait, 10.0)
@@ -264,6 +276,7 @@ class App:
         self.notifier.stopping()
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
             ("http", self._stop_http),
+            ("wyoming", self._stop_wyoming),
             ("jobs", self._stop_jobs),
             ("capture", self._stop_capture),
             ("listener", self._stop_listener),
@@ -286,6 +299,10 @@ class App:
     async def _stop_http(self) -> None:
         if self.http is not None:
             await self.http.stop()
+
+    async def _stop_wyoming(self) -> None:
+        if self.wyoming is not None:
+            await self.wyoming.stop()
 
     async def _stop_jobs(self) -> None:
         await self.jobs.stop()
@@ -409,6 +426,7 @@ class App:
             "summary": info.get("summary") or {},
         }
         self.client.publish(self.topics.session, json.dumps(body, ensure_ascii=False), qos=1)
+        self.bus.emit("session", body)
 
     def failure(self, code: str, message: str, context: dict[str, Any] | None = None) -> None:
         log.error("%s: %s", code, message)
@@ -457,6 +475,8 @@ class App:
             self._speech(ev)
         elif isinstance(ev, PartialText):
             self._partial(ev)
+        elif isinstance(ev, Level):
+            self.bus.emit("level", {"rms_db": ev.rms_db, "peak_db": ev.peak_db})
         elif isinstance(ev, Command):
             self.desk.intake(ev)
         elif isinstance(ev, ListenerIdle):

@@ -1,0 +1,51 @@
+"""The `info` answer to `describe`: one ASR program (asrbox) with the one model the daemon runs."""
+
+from __future__ import annotations
+
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Info
+
+from daemon import __version__
+from daemon.settings import Settings
+from daemon.transcript import EngineInfo
+
+# Languages of the FunASR family by model name (lower case substring); others: Chinese and English.
+FUNASR_LANGUAGES = {"sensevoice": ["zh", "en", "yue", "ja", "ko"], "paraformer": ["zh", "en"]}
+UPSTREAM = {
+    "whisper": Attribution(name="OpenAI Whisper (CTranslate2)", url="https://github.com/openai/whisper"),
+    "funasr": Attribution(name="FunASR", url="https://github.com/modelscope/FunASR"),
+}
+
+
+def languages(settings: Settings, engine: EngineInfo) -> list[str]:
+    """What the model recognises; only the configured language when the box is fixed to one."""
+    if settings.asr.language != "auto":
+        return [settings.asr.language]
+    if engine.name == "whisper":
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        return list(_LANGUAGE_CODES)
+    model = engine.model.lower()
+    return next((langs for key, langs in FUNASR_LANGUAGES.items() if key in model), ["zh", "en"])
+
+
+def info_event(settings: Settings, engine: EngineInfo) -> Event:
+    upstream = UPSTREAM["whisper" if engine.name == "whisper" else "funasr"]
+    model = AsrModel(
+        name=engine.model,
+        description=f"{engine.name} {engine.model} ({engine.device}, {engine.compute_type})",
+        attribution=upstream,
+        installed=True,
+        version=None,
+        languages=languages(settings, engine),
+    )
+    program = AsrProgram(
+        name="asrbox",
+        description="asrbox: private, offline speech to text",
+        attribution=Attribution(name="asrbox", url=""),
+        installed=True,
+        version=__version__,
+        models=[model],
+        supports_transcript_streaming=True,
+    )
+    return Info(asr=[program]).event()
