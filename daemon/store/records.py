@@ -167,7 +167,10 @@ def page(
             where.append(cond)
             params.append(value)
     if f.speaker is not None:
-        where.append("EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE json_extract(s.value, '$.speaker') = ?)")
+        where.append(  # instr first: records without speakers are skipped without parsing their JSON
+            "instr(r.segments, '\"speaker\"') > 0 AND "
+            "EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE json_extract(s.value, '$.speaker') = ?)"
+        )
         params.append(f.speaker)
     key = "r.rowid"
     sql = f"SELECT {_COLUMNS} FROM records r"
