@@ -392,6 +392,11 @@ def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if args.action == "check":
         settings.mqtt.check_files()  # TLS and password files must be readable
+        if settings.text.itn:
+            from daemon.text.itn_fst import unavailable
+
+            if (why := unavailable()) is not None:  # not a config error: the daemon runs, numbers stay words
+                print(f"asrbox: warning: ITN is unavailable (text.itn has no effect): {why}", file=sys.stderr)
         print("asrbox: configuration ok", file=sys.stderr)
         return 0
     print(json.dumps(masked_dump(settings), indent=2, ensure_ascii=False))

@@ -1,9 +1,9 @@
 """Inverse text normalisation: spoken numbers to written form ("二零二五年三月五号" -> "2025年3月5日").
 
-Recognition is WeTextProcessing's (WeNet's weighted FST grammars on pynini, shipped compiled in its wheel); we
-read its tags and write the output ourselves where its house style differs from what a Chinese or English
-reader expects: dates as 2025年3月5日, "下午3:30" keeping the spoken time-of-day word, money as 100美元,
-"March 3" instead of "3 march". Two guards keep fixed expressions intact:
+Recognition is WeTextProcessing's (WeNet's weighted FST grammars, shipped compiled in daemon/text/grammars/ and
+run on kaldifst on x86_64 and aarch64 alike: itn_fst.py); we read its tags and write the output ourselves where
+its house style differs from what a Chinese or English reader expects: dates as 2025年3月5日, "下午3:30" keeping
+the spoken time-of-day word, money as 100美元, "March 3" instead of "3 march". Two guards keep fixed expressions intact:
 
 - Chinese: idioms and set phrases that contain numerals ("一五一十", "三三两两", "十几个") are masked before
   tagging and restored after, so no grammar weight can convert them.
@@ -11,7 +11,7 @@ reader expects: dates as 2025年3月5日, "下午3:30" keeping the spoken time-o
   currency, a month, "a.m.") are ever shown to the grammar; every other word is passed through untouched, and
   a lone small number or ordinal ("one of them", "first of all") stays a word.
 
-pynini is imported on first use, so a box with ITN switched off never loads it.
+The grammars load on first use, so a box with ITN switched off never loads them.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from daemon.lang import CHINESE_LANGUAGES
+from daemon.text.itn_fst import Grammar
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +43,7 @@ def parse_tags(tagged: str) -> list[tuple[str, dict[str, str]]]:
 
 class _Fst(Protocol):
     def tag(self, text: str) -> str: ...
-    def verbalize(self, tagged: str) -> str: ...
-
-
-def _token_string(kind: str, fields: dict[str, str]) -> str:
-    body = " ".join(f'{k}: "{v}"' for k, v in fields.items())
-    return f"{kind} {{ {body} }}"
+    def verbalize(self, kind: str, fields: dict[str, str]) -> str: ...
 
 
 # --- Chinese -------------------------------------------------------------------------------------------------
@@ -135,7 +129,7 @@ class ChineseItn:
             elif kind == "measure":
                 out.append(self._measure(f.get("value", ""), text))
             else:
-                out.append(self._fst.verbalize(_token_string(kind, f)))
+                out.append(self._fst.verbalize(kind, f))
         # the grammar groups long digit strings with spaces ("13581 88757"); Chinese text writes them solid
         result = re.sub(r"(?<=\d) (?=\d)", "", "".join(out))
         return re.sub("[\ue000-\uf8ff]", lambda m: kept.get(m.group(0), m.group(0)), result)
@@ -276,7 +270,7 @@ class EnglishItn:
                 out.append(f.get("value", ""))
             elif kind == "ordinal":
                 n = int(f.get("integer", "0") or 0)
-                out.append(_EN_ORDINALS[n - 1] if 0 < n <= 10 else self._fst.verbalize(_token_string(kind, f)))
+                out.append(_EN_ORDINALS[n - 1] if 0 < n <= 10 else self._fst.verbalize(kind, f))
             elif kind == "time":
                 t = f"{_strip_zero(f.get('hour', '0'))}:{f.get('minute', '00').zfill(2)}"
                 out.append(f"{t} {f['noon']}" if f.get("noon") else t)
@@ -285,7 +279,7 @@ class EnglishItn:
             elif kind == "measure" and f.get("units") == "%":
                 out.append(f.get("value", "") + "%")
             else:
-                out.append(self._fst.verbalize(_token_string(kind, f)).strip())
+                out.append(self._fst.verbalize(kind, f).strip())
         result = " ".join(x for x in out if x)
         if starts_upper and result[:1].isalpha():
             result = result[:1].upper() + result[1:]
@@ -315,32 +309,29 @@ MAX_CHARS = 2000
 
 
 class Itn:
-    """ITN by language; grammars load on first use (about 0.2 s each) and are shared by every thread."""
+    """ITN by language; grammars load on first use (tens of ms each) and are shared by every thread."""
 
-    def __init__(self, cache_dir: Path | None = None) -> None:
-        self._cache_dir = cache_dir
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._zh: ChineseItn | None = None
         self._en: EnglishItn | None = None
         self._missing = False
 
-    def _load(self, factory: Callable[[], Any]) -> Any:
-        logging.getLogger("wetext").setLevel(logging.WARNING)
-        return factory()
-
     def normalize(self, text: str, language: str) -> str:
         """Never raises: on any failure the text comes back unchanged (one warning; the traceback at DEBUG)."""
         if self._missing or language not in (*CHINESE_LANGUAGES, "en") or not text:
             return text
-        if len(text) > MAX_CHARS:  # the grammar takes ~3 ms a character: a runaway text would stall the worker
+        if len(text) > MAX_CHARS:  # the grammar takes ~1 ms a character: a runaway text would stall the worker
             log.warning("ITN skipped for one text of %d characters (at most %d)", len(text), MAX_CHARS)
             return text
         try:
-            return self._chinese().normalize(text) if language in CHINESE_LANGUAGES else self._english().normalize(text)
-        except ImportError as exc:
-            # WeTextProcessing needs pynini, which has wheels for x86_64 only (see docs/hardware.md for ARM)
+            engine: ChineseItn | EnglishItn = self._chinese() if language in CHINESE_LANGUAGES else self._english()
+        except Exception as exc:  # kaldifst or a grammar file missing: ITN is off for good, said once
             self._missing = True
-            log.warning("ITN is off: %s is not installed", exc.name or "WeTextProcessing")
+            log.warning("ITN is off: %s: %s (asrbox config check says more)", type(exc).__name__, exc)
+            return text
+        try:
+            return engine.normalize(text)
         except Exception as exc:  # any: a transcript must never be lost to a grammar or formatting bug
             reason = str(exc).encode("utf-8", "backslashreplace").decode("utf-8")[:200]
             log.warning("ITN skipped for one text (%s: %s)", type(exc).__name__, reason)
@@ -350,19 +341,13 @@ class Itn:
     def _chinese(self) -> ChineseItn:
         with self._lock:
             if self._zh is None:
-                from itn.chinese.inverse_normalizer import InverseNormalizer  # lazy: pynini is large
-
-                self._zh = ChineseItn(self._load(InverseNormalizer))
+                self._zh = ChineseItn(Grammar("zh"))
                 log.info("Chinese ITN grammar loaded")
             return self._zh
 
     def _english(self) -> EnglishItn:
         with self._lock:
             if self._en is None:
-                from itn.english.inverse_normalizer import InverseNormalizer  # lazy: pynini is large
-
-                # the English grammar is not shipped compiled: built once (about 1 s) into our cache directory
-                cache = str(self._cache_dir / "itn-en") if self._cache_dir else None
-                self._en = EnglishItn(self._load(lambda: InverseNormalizer(cache_dir=cache)))
+                self._en = EnglishItn(Grammar("en"))
                 log.info("English ITN grammar loaded")
             return self._en

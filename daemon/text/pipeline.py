@@ -35,12 +35,11 @@ def fullwidth_punctuation(text: str) -> str:
 class TextPipeline:
     def __init__(self, settings: TextSettings, cache_dir: Path | None = None) -> None:
         self.settings = settings
-        self.itn = Itn(cache_dir)
+        self.itn = Itn()
         self.corrector = HotwordCorrector(settings.hotword_threshold)
 
     def warm(self) -> None:
-        """Load the ITN grammars now (the English one is compiled on a box's first use, about 1 s), so the
-        first final does not wait for them."""
+        """Load the ITN grammars now (tens of ms), so the first final does not wait for them."""
         if self.settings.itn:
             self.itn.normalize("二零二五年", "zh")
             self.itn.normalize("twenty five", "en")
