@@ -35,6 +35,12 @@ _COLUMNS = (
 )
 
 
+def _columns(store: Store) -> str:
+    """The columns a view needs; with the speakers' migration, the utterance's own label too."""
+    labelled = store._read_one("SELECT 1 FROM pragma_table_info('records') WHERE name='speaker'") is not None
+    return _COLUMNS + (", r.speaker" if labelled else "")
+
+
 class HistoryError(AsrboxError):
     """A request the history cannot serve; `http_status` says why (400 bad input, 404 unknown, 409 busy)."""
 
@@ -115,14 +121,18 @@ def view(row: sqlite3.Row) -> dict[str, Any]:
         segments=segments,
         edited_at=row["edited_at"],
         has_audio=row["audio_path"] is not None,
-        speaker=speakers.pop() if len(speakers) == 1 else None,
+        speaker=_get(row, "speaker") or (speakers.pop() if len(speakers) == 1 else None),
         error=row["error"],
     )
     return out
 
 
+def _get(row: sqlite3.Row, key: str) -> Any:
+    return row[key] if key in row.keys() else None  # noqa: SIM118 (`in row` looks at the values)
+
+
 def record_row(store: Store, record_id: str) -> sqlite3.Row:
-    row = store._read_one(f"SELECT {_COLUMNS} FROM records r WHERE r.id=?", (record_id,))
+    row = store._read_one(f"SELECT {_columns(store)} FROM records r WHERE r.id=?", (record_id,))
     if row is None:
         raise HistoryError(f"no record {record_id!r}", 404)
     return row
@@ -135,10 +145,11 @@ def get(store: Store, record_id: str) -> dict[str, Any]:
 def rows(store: Store, ids: list[str]) -> list[sqlite3.Row]:
     """The records `ids` (each must exist), oldest first."""
     found: list[sqlite3.Row] = []
+    columns = _columns(store)
     for i in range(0, len(ids), 500):
         part = ids[i : i + 500]
         marks = ", ".join("?" * len(part))
-        found += store._read(f"SELECT {_COLUMNS} FROM records r WHERE r.id IN ({marks})", part)
+        found += store._read(f"SELECT {columns} FROM records r WHERE r.id IN ({marks})", part)
     missing = set(ids) - {r["id"] for r in found}
     if missing:
         raise HistoryError(f"no record {sorted(missing)[0]!r}", 404)
@@ -166,20 +177,24 @@ def page(
         if value is not None:
             where.append(cond)
             params.append(value)
+    columns = _columns(store)
     if f.speaker is not None:
-        where.append(  # instr first: records without speakers are skipped without parsing their JSON
+        # a label in the segments (files), or the utterance's own (live, with the speakers' migration); instr
+        # first: records without speakers are skipped without parsing their JSON
+        in_segments = (
             "instr(r.segments, '\"speaker\"') > 0 AND "
             "EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE json_extract(s.value, '$.speaker') = ?)"
         )
-        params.append(f.speaker)
+        where.append(f"(r.speaker = ? OR ({in_segments}))" if columns != _COLUMNS else in_segments)
+        params += [f.speaker] * (2 if columns != _COLUMNS else 1)
     key = "r.rowid"
-    sql = f"SELECT {_COLUMNS} FROM records r"
+    sql = f"SELECT {columns} FROM records r"
     if f.q is not None:
         match = fts_query(f.q)
         if not match:
             return [], None
         # the full-text index drives (CROSS JOIN): it yields matches in rowid order, newest first, lazily
-        key, sql = "f.rowid", f"SELECT {_COLUMNS} FROM records_fts f CROSS JOIN records r ON r.rowid = f.rowid"
+        key, sql = "f.rowid", f"SELECT {columns} FROM records_fts f CROSS JOIN records r ON r.rowid = f.rowid"
         where.insert(0, "records_fts MATCH ?")
         params.insert(0, match)
     if cursor is not None:
