@@ -43,7 +43,9 @@ class _Server(uvicorn.Server):
 
 def bind_socket(s: HttpSettings) -> socket.socket:
     family = socket.AF_INET6 if ":" in s.bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 left every keep-alive
+    # response waiting ~40 ms for the client's delayed ACK)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((s.bind, s.port))
