@@ -109,3 +109,8 @@ function connect() {
   source.addEventListener('open', () => { for (const fn of listeners.get('_open') || []) fn({}); });
   source.addEventListener('error', () => { for (const fn of listeners.get('_error') || []) fn({}); });
 }
+
+// A page kept in the back/forward cache must not hold its stream open: browsers allow six connections per
+// host over HTTP/1.1, and a stream held by a cached page would leave the next page waiting.
+window.addEventListener('pagehide', () => { if (source) { source.close(); source = null; } });
+window.addEventListener('pageshow', (e) => { if (e.persisted && listeners.size && !source) connect(); });

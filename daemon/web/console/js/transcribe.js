@@ -6,6 +6,7 @@ import { $, bytes, busy, clock, confirmDialog, debounce, field, h, languageSelec
 
 const FORMATS = ['txt', 'srt', 'vtt', 'json', 'csv'];
 const ACTIVE = new Set(['held', 'queued', 'running', 'pending', 'uploading']);
+const DETAILED = 5;
 let root, picked = [], jobs = new Map(), pollTimer = 0, visible = false;
 
 export function mount(section) {
@@ -118,11 +119,14 @@ async function refresh() {
   try {
     const res = await get('/api/jobs' + query({ limit: 20 }));
     const items = res.items || res.jobs || [];
-    jobs = new Map(items.map((j) => [j.id, j]));
+    // the list has counts only: the files of open jobs and of the newest few come from each job's own view
+    const detailed = await Promise.all(items.map((j, i) => (ACTIVE.has(j.status) || i < DETAILED
+      ? get('/api/jobs/' + encodeURIComponent(j.id)).then((x) => x.job || x).catch(() => j) : j)));
+    jobs = new Map(detailed.map((j) => [j.id, j]));
     const box = $('#tr-jobs', root);
     box.textContent = '';
     if (!items.length) box.append(h('p', { class: 'muted', i18n: 'tr.no_jobs' }));
-    for (const j of items) renderJob(j);
+    for (const j of detailed.slice().reverse()) renderJob(j);
   } catch (_) { /* shown by the toast of the call that failed */ }
   schedule();
 }
@@ -164,19 +168,20 @@ function renderJob(j) {
   card.dataset.status = j.status;
   card.textContent = '';
   const files = j.files || [];
-  const done = files.filter((f) => f.status === 'done').length;
+  const total = j.files_total ?? files.length;
+  const done = j.files_done ?? files.filter((f) => f.status === 'done').length;
   const base = '/api/jobs/' + encodeURIComponent(j.id);
   card.append(
     h('div', { class: 'row spread' },
       h('h3', { text: j.name || t('tr.job') + ' ' + String(j.id).slice(0, 8) }),
       h('span', { class: 'badge', dataset: { state: j.status }, text: t('job.' + j.status) })),
-    h('p', { class: 'muted', text: when(j.created_at) + ' · ' + t('tr.files_done', { done, total: files.length }) }),
+    h('p', { class: 'muted', text: when(j.created_at) + ' · ' + t('tr.files_done', { done, total }) }),
     h('div', { class: 'row' },
       ACTIVE.has(j.status) ? h('button', { type: 'button', class: 'ghost small', i18n: 'cancel', onclick: (e) => busy(e.target, async () => { await post(base + '/cancel'); await refreshJob(j.id); }) }) : null,
       h('a', { class: 'button small', href: base + '/results.zip', download: '', i18n: 'tr.zip' }),
       h('a', { class: 'button small', href: base + '/results.csv', download: '', i18n: 'tr.csv' }),
       ACTIVE.has(j.status) ? null : h('button', { type: 'button', class: 'ghost small danger', i18n: 'delete', onclick: (e) => remove(e.target, j) })),
-    fileTable(j, base));
+    files.length ? fileTable(j, base) : null);
 }
 
 function fileTable(j, base) {
