@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, Broker, eval_clip, free_port
+from headless import CHROMIUM, DRIVER, start_chrome
 from test_daemon import DEVICE, daemon_env, start_daemon
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
     reason="chromium/chromedriver not installed (scripts/test installs them)",
@@ -27,14 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture()
 def browser() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM or "chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,720"):
-        opts.add_argument(a)
-    drv = webdriver.Chrome(service=Service(executable_path=DRIVER or "chromedriver"), options=opts)
+    drv = start_chrome(["--window-size=1280,720"])  # Debian's driver, no Selenium Manager, no network
     try:
         yield drv
     finally:
