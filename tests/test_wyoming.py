@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -34,6 +35,7 @@ pytestmark = [pytest.mark.model, pytest.mark.broker]
 CLIPS = {"en": "en_rhasspy_turn_on_the_living_room_lamp", "zh": "zh_aishell1_BAC009S0764W0121"}
 SAMPLES_PER_CHUNK = 1024  # what Home Assistant sends
 READ_S = 120.0
+DEVICE = f"wyobox-{os.getpid()}"  # the zeroconf name must be unique on the LAN (parallel test runs)
 
 
 @dataclass
@@ -67,8 +69,6 @@ class Reply:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[Daemon]:
-    import os
-
     tmp = tmp_path_factory.mktemp("wyoming")
     broker = Broker(tmp)
     broker.start()
@@ -79,10 +79,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterato
         ASRBOX_ASR__CACHE_DIR=str(cache_dir),
         ASRBOX_MQTT__HOST="127.0.0.1",
         ASRBOX_MQTT__PORT=str(broker.port),
-        ASRBOX_MQTT__DEVICE_ID="wyobox",
+        ASRBOX_MQTT__DEVICE_ID=DEVICE,
         ASRBOX_SESSION__LISTEN_ON_START="false",  # the engine serves Wyoming only
         ASRBOX_WYOMING__ENABLED="true",
+        ASRBOX_WYOMING__BIND="0.0.0.0",
         ASRBOX_WYOMING__PORT=str(port),
+        ASRBOX_WYOMING__ZEROCONF="true",
         PYTHONUNBUFFERED="1",
     )
     log = tmp / "daemon.log"
@@ -123,8 +125,6 @@ def _wait_served(d: Daemon) -> None:
 @pytest.fixture(scope="module")
 def cli_texts(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> dict[str, str]:
     """`asrbox transcribe` of each clip (its own process, no store): what Wyoming must answer."""
-    import os
-
     tmp = tmp_path_factory.mktemp("cli")
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
     env.update(ASRBOX_STORE__PATH=str(tmp / "store"), ASRBOX_ASR__CACHE_DIR=str(cache_dir))
@@ -227,6 +227,27 @@ def test_describe_lists_the_model_and_languages(daemon: Daemon) -> None:
     assert program.name == "asrbox" and program.installed and program.supports_transcript_streaming
     (model,) = program.models
     assert model.name == "whisper-base-int8" and {"en", "zh", "de"} <= set(model.languages)
+
+
+def test_zeroconf_announces_the_service(daemon: Daemon) -> None:
+    from zeroconf import IPVersion, Zeroconf
+
+    from daemon.wyoming.announce import lan_address
+
+    host = lan_address("0.0.0.0")
+    if host is None:
+        pytest.skip("no non-loopback IPv4 interface to announce on")
+    deadline = time.monotonic() + 30
+    while "wyoming: announced as" not in daemon.log.read_text() and time.monotonic() < deadline:
+        assert daemon.alive(), daemon.log_tail()
+        time.sleep(0.1)
+    zc = Zeroconf(ip_version=IPVersion.V4Only, interfaces=[host])
+    try:
+        info = zc.get_service_info("_wyoming._tcp.local.", f"asrbox-{DEVICE}._wyoming._tcp.local.", timeout=5000)
+    finally:
+        zc.close()
+    assert info is not None, daemon.log_tail()
+    assert info.port == daemon.port and info.parsed_addresses() == [host]
 
 
 @pytest.mark.parametrize("lang", ["en", "zh"])

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 IDLE_S = 120.0  # a connection that sends nothing for this long is closed
 PARTIAL_EVERY_S = 1.0  # a partial decode per second of new audio, when the last one is done
+LINGER_S = 1.0  # after an error, input is read and dropped this long before the connection is closed
 PARTIALS_UP_TO_S = 25.0  # drafts are one window; a longer request gets its final only
 
 
@@ -68,7 +69,7 @@ class Session:
         except TimeoutError:
             log.info("wyoming: closing a connection idle for %.0f s", IDLE_S)
         except WireError as exc:
-            await self._error(str(exc), exc.code)
+            await self._refuse(str(exc), exc.code)
         except ConnectionError:
             log.debug("wyoming: client went away")
         finally:
@@ -94,7 +95,7 @@ class Session:
             else:
                 log.debug("wyoming: ignoring a %r event", kind)
         except (FormatError, TooLong) as exc:
-            await self._error(str(exc), "bad_audio")
+            await self._refuse(str(exc), "bad_audio")
             return False
         return True
 
@@ -183,6 +184,19 @@ class Session:
     # ------------------------------------------------------------------ output
     async def _send(self, event: Event) -> None:
         await write_event(event, self.writer)
+
+    async def _refuse(self, text: str, code: str) -> None:
+        """An error event, then a gentle close while the client may still be sending (an oversized chunk): stop
+        writing, then read and drop what is in flight for a moment. Closing a socket with unread data sends a
+        reset, which can destroy the error event before the client reads it."""
+        await self._error(text, code)
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError, TimeoutError):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            deadline = time.monotonic() + LINGER_S
+            while (left := deadline - time.monotonic()) > 0:
+                if not await asyncio.wait_for(self.reader.read(1 << 16), left):
+                    break
 
     async def _error(self, text: str, code: str) -> None:
         log.warning("wyoming: %s", text)
