@@ -61,4 +61,4 @@ def test_real_speech_own_reference_high_other_low(own: str, other: str, env: dic
     attempts = json.loads(out.stdout)
     assert [a["score"] for a in attempts] == [high["score"], low["score"]]
     csv_out = asrbox("pronounce", "export", "--learner", "nobody", env=env).stdout
-    assert csv_out.splitlines() == ["id,created_at,learner,session_id,language,target,heard,score,issues"]
+    assert csv_out.splitlines() == ["\ufeffid,created_at,learner,session_id,language,target,heard,score,issues"]

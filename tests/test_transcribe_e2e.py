@@ -87,7 +87,8 @@ def test_json_output_accuracy_and_history(clips: Path, tmp_path: Path, env: dict
     exp = tmp_path / "h.csv"
     r = asrbox("history", "export", "--format", "csv", "-o", str(exp), env=env)
     assert r.returncode == 0
-    rows = list(csv.DictReader(io.StringIO(exp.read_text())))
+    assert exp.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 with a BOM (Excel)
+    rows = list(csv.DictReader(io.StringIO(exp.read_text(encoding="utf-8-sig"))))
     assert len(rows) == 5 and {row["status"] for row in rows} == {"done"}
     r = asrbox("history", "export", "--format", "json", "--since", "2999-01-01", env=env)
     assert json.loads(r.stdout) == []
@@ -117,7 +118,8 @@ def test_every_format_to_stdout(fmt: str, env: dict[str, str]) -> None:
     elif fmt == "vtt":
         assert out.startswith("WEBVTT\n\n00:00:")
     else:
-        rows = list(csv.reader(io.StringIO(out)))
+        assert out.startswith("\ufeff")  # UTF-8 with a BOM (Excel)
+        rows = list(csv.reader(io.StringIO(out.removeprefix("\ufeff"))))
         assert rows[0] == ["start", "end", "text"] and len(rows) >= 2
         assert float(rows[-1][1]) <= row["duration_s"] + 0.5
     assert not (Path(env["ASRBOX_STORE__PATH"]) / "asrbox.db").exists()  # --no-store

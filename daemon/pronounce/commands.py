@@ -66,6 +66,7 @@ def export(args: Namespace, settings: Settings) -> int:
 
 def _csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
+    buf.write("\ufeff")  # UTF-8 with a BOM: Excel shows Chinese right only then
     cols = ["id", "created_at", "learner", "session_id", "language", "target", "heard", "score", "issues"]
     w = csv.writer(buf)
     w.writerow(cols)
