@@ -354,3 +354,32 @@ def test_sigterm_with_a_client_connected_stops_in_order(daemon: Daemon) -> None:
     assert asyncio.run(hold_open())
     assert daemon.proc.wait(60) == 0, daemon.log_tail()
     assert "asrbox stopped" in daemon.log.read_text()
+
+
+def test_pcm_widths_and_channels_to_16k_mono() -> None:
+    from daemon.wyoming.pcm import PcmConverter
+
+    x = (np.sin(np.arange(1600) / 5) * 20000).astype(np.int16)  # 0.1 s at 16 kHz
+    s24 = (x.astype(np.int32) << 8).astype("<i4")
+    as24 = np.stack([s24 & 0xFF, (s24 >> 8) & 0xFF, (s24 >> 16) & 0xFF], axis=1).astype(np.uint8).tobytes()
+    conv = PcmConverter(16000, 3, 1)
+    got = np.concatenate([conv.convert(as24[:1001]), conv.convert(as24[1001:])])  # a frame split across chunks
+    assert np.array_equal(got, x)
+    stereo = np.stack([x, x], axis=1).astype("<i2").tobytes()
+    assert np.array_equal(PcmConverter(16000, 2, 2).convert(stereo), x)
+    up = PcmConverter(48000, 2, 1)
+    out = np.concatenate([up.convert(np.repeat(x, 3).astype("<i2").tobytes()), up.flush()])
+    assert abs(out.size - x.size) <= 32 and np.corrcoef(out[100:1500], x[100:1500])[0, 1] > 0.99
+
+
+def test_chunks_of_a_chinese_request_continue_into_its_final() -> None:
+    from daemon.wyoming.stream import Agreement
+
+    a = Agreement(None)  # the language comes with the first draft
+    sent = [a.update(h, "zh") for h in ("甚至出现", "甚至出现交易", "甚至出现交易几乎")]
+    assert sent == ["", "甚至出现", "交易"]
+    final = "甚至，出现交易几乎停滞的情况。"
+    assert a.rest(final) == "几乎停滞的情况。"
+    b = Agreement("en")
+    assert [b.update(h, "en") for h in ("turn on", "turn on the")] == ["", "turn on"]
+    assert b.rest("Turn off the lamp.") == ""  # a word already sent changed: no more chunks
