@@ -376,3 +376,35 @@ def test_bad_requests_get_4xx_json_and_nothing_stored_is_lost(daemon: Daemon) ->
     assert [f["status"] for f in job["files"]] == ["done", "done", "failed"], job
     assert "too short" in job["files"][2]["error"] and str(d.store) not in job["files"][2]["error"]
     refused(409, *d.json("GET", f"/api/jobs/{keep}/files/2/result"))
+
+
+# ---------------------------------------------------------------------------- cancel, shutdown
+def test_cancel_and_shutdown_stop_after_the_current_window(daemon: Daemon) -> None:
+    d = daemon.ensure(ASRBOX_ASR__BATCH_SIZE="1")  # one 30 s window per engine call: three for this file
+    long = (EVAL / "en" / "en_long_concat_hifitts6097.wav").read_bytes()
+    status, body = d.post_files("/api/jobs", [("long.wav", long)])
+    assert status == 201
+    job_id = body["job"]["id"]
+    d.wait_job(job_id, lambda j: j["files"][0]["progress"] > 0, 300)  # a window is done, more to come
+    assert d.json("POST", f"/api/jobs/{job_id}/cancel")[0] == 200
+    job = d.wait_job(job_id, lambda j: j["files"][0]["status"] != "running", 5)
+    assert (
+        job["status"] == "cancelled" and job["files"][0]["status"] == "cancelled" and not job["files"][0]["record_id"]
+    )
+    # the daemon is free again: the next job starts while no record was written for the cancelled file
+    status, body = d.post_files("/api/jobs", [("long.wav", long)])
+    second = body["job"]["id"]
+    d.wait_job(second, lambda j: j["files"][0]["progress"] > 0, 300)
+    with contextlib.closing(d.db()) as db:
+        assert (
+            db.execute("SELECT COUNT(*) FROM records WHERE audio_path LIKE ?", (f"uploads/{job_id}/%",)).fetchone()[0]
+            == 0
+        )
+    # SIGTERM with a file in hand: abandoned, back in the queue, no failed record
+    d.stop()
+    with contextlib.closing(d.db()) as db:
+        row = db.execute("SELECT status, progress, record_id FROM job_files WHERE job_id=?", (second,)).fetchone()
+        recorded = db.execute("SELECT COUNT(*) FROM records WHERE audio_path LIKE ?", (f"uploads/{second}/%",))
+        assert row == ("queued", 0, None) and recorded.fetchone()[0] == 0
+    d.ensure(ASRBOX_ASR__BATCH_SIZE="1")
+    assert d.json("DELETE", f"/api/jobs/{second}")[0] == 200
