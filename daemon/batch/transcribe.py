@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from daemon.settings import VadSettings
 from daemon.store.db import Record, Store
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, join_texts
+
+if TYPE_CHECKING:
+    from daemon.speakers.files import FileSpeakers
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +247,7 @@ class BatchTranscriber:
         language: str | None = None,
         force: bool = False,
         hotwords: Sequence[str] = (),
+        speakers: FileSpeakers | None = None,
     ) -> None:
         self.engine = engine
         self.vad_factory = vad_factory
@@ -253,6 +258,7 @@ class BatchTranscriber:
         self.language = language
         self.force = force
         self.hotwords = tuple(hotwords)
+        self.speakers = speakers  # label each segment's speaker (docs/speakers.md)
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as its file is done."""
@@ -406,8 +412,12 @@ class BatchTranscriber:
             return None
         if rec is None:
             return None
+        if self.speakers is not None and not any(s.get("speaker") for s in rec.segments):
+            return None  # speakers asked for, not labelled then: transcribe again
         log.info("%s: already transcribed (record %s); reusing it (--force to redo)", path, rec.id[:8])
-        return Outcome(path, transcript_from_record(rec, str(path)), reused=True)
+        from daemon.store.speakers import names
+
+        return Outcome(path, transcript_from_record(rec, str(path), names(self.store, "record", rec.id)), reused=True)
 
     def _begin_record(self, st: _FileState) -> None:
         if self.store is None:
@@ -429,6 +439,8 @@ class BatchTranscriber:
             except Exception as exc:
                 log.debug("%s: text pipeline failed", st.path, exc_info=True)
                 st.error = f"text processing failed: {describe(exc)}"
+        if transcript is not None and self.speakers is not None:
+            transcript = self._with_speakers(st, transcript)
         if st.error is not None or transcript is None:
             if self.store is not None and st.record_id:
                 self.store.fail(st.record_id, st.error or "no transcript")
@@ -439,7 +451,7 @@ class BatchTranscriber:
                 language=transcript.language,
                 raw_text=transcript.raw_text,
                 text=transcript.text,
-                segments=[{"start": s.start, "end": s.end, "text": s.text} for s in transcript.segments],
+                segments=[segment_dict(s) for s in transcript.segments],
                 engine={**self.engine.info.as_dict(), "processing_s": round(st.engine_s, 3)},
                 processing_s=transcript.processing_s,
                 duration_s=st.duration_s,
@@ -447,6 +459,16 @@ class BatchTranscriber:
             )
         log.debug("%s: %s", st.path, transcript.text)
         return Outcome(st.path, transcript, warning=st.warning)
+
+    def _with_speakers(self, st: _FileState, transcript: FileTranscript) -> FileTranscript:
+        """Speaker labels on the segments; a failure leaves them off with a warning, the text stands."""
+        assert self.speakers is not None
+        try:
+            return self.speakers.label(st.path, transcript)
+        except Exception as exc:
+            log.debug("%s: speaker labelling failed", st.path, exc_info=True)
+            st.warning = f"speakers not labelled: {describe(exc)}"
+            return transcript
 
     def _assemble(self, st: _FileState) -> FileTranscript:
         """The file's transcript from its chunks' results, in time order, through the text pipeline."""
@@ -479,18 +501,26 @@ class BatchTranscriber:
         )
 
 
-def transcript_from_record(rec: Record, file: str) -> FileTranscript:
+def segment_dict(s: TimedText) -> dict[str, Any]:
+    d: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text}
+    if s.speaker:
+        d["speaker"] = s.speaker
+    return d
+
+
+def transcript_from_record(rec: Record, file: str, speaker_names: dict[str, str] | None = None) -> FileTranscript:
     return FileTranscript(
         file=file,
         duration_s=rec.duration_s or 0.0,
         language=rec.language or "",
         text=rec.text or "",
         raw_text=rec.raw_text or "",
-        segments=tuple(TimedText(s["start"], s["end"], s["text"]) for s in rec.segments),
+        segments=tuple(TimedText(s["start"], s["end"], s["text"], s.get("speaker")) for s in rec.segments),
         engine={k: v for k, v in rec.engine.items() if k != "processing_s"},
         processing_s=rec.processing_s or 0.0,
         record_id=rec.id,
         meta=rec.meta,
+        speaker_names=speaker_names or {},
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -20,8 +21,12 @@ import numpy as np
 from daemon.errors import AsrboxError
 from daemon.live.events import FinalError, FinalText, Job, UtteranceEnded
 from daemon.mqtt import payloads
+from daemon.speakers.live import LiveSpeakers
+from daemon.speakers.live import embedder as speaker_embedder
+from daemon.store.attempts import refund_attempt
 from daemon.store.audio import audio_relpath, write_wav_atomic
 from daemon.store.db import Record, iso
+from daemon.store.speakers import set_utterance_speaker
 
 if TYPE_CHECKING:
     from daemon.core.app import App
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_IN_MEMORY = 16  # waiting finals whose audio stays in memory; the rest is read back from their WAV files
 MAX_WAITING_UNSTORED = 200  # waiting finals with no audio file (disk low): beyond this they are given up
+SERVER_RETRY_S = (1.0, 2.0, 4.0, 8.0, 15.0)  # remote engine: waits before the next try while the server is down
 _EMPTY = np.zeros(0, dtype=np.float32)
 
 
@@ -43,6 +49,10 @@ class Utterances:
         self.failed = 0
         self._last_error: dict[str, str] = {}
         self._closed = False
+        self._hold_until = 0.0  # remote engine: nothing is handed over before this (monotonic)
+        self._unavailable = 0  # consecutive tries that found the ASR server unavailable
+        self.speakers = LiveSpeakers(app.store, app.settings)
+        app.worker.embed_speaker = speaker_embedder(app.settings)
 
     def close(self) -> None:
         """Shutdown is past the worker's deadline: results that still come back are not stored (the outbox has
@@ -120,6 +130,8 @@ class Utterances:
     def feed(self) -> None:
         """Hand the next waiting final to the worker if it has none, counting the attempt first."""
         app, limit = self.app, self.app.settings.asr.max_attempts
+        if self._hold_until and time.monotonic() < self._hold_until:
+            return  # the ASR server was unavailable: the supervisor's tick tries again after the wait
         while self._current is None and self._waiting and not self._closed:
             job = self._waiting[0]
             try:
@@ -143,6 +155,8 @@ class Utterances:
         if self._late(ev.job.utterance_id):
             return
         self._last_error.pop(ev.job.utterance_id, None)
+        if self._unavailable:
+            self._server_back()
         self.app.final_decided(ev.job.utterance_id)
         try:
             self._record(ev)  # stored and handed to the outbox first: its latency counts
@@ -155,7 +169,7 @@ class Utterances:
             rec = app.store.get(rid)
             if rec is None or rec.status != "pending":
                 return  # deleted or decided meanwhile
-            seq = self._store(rec, ev)
+            seq, speaker = self._store(rec, ev)
         except AsrboxError as exc:  # stays pending: tried again on the next start (attempts counted)
             app.failure("store_failed", f"cannot store the transcript of {rid}: {exc}")
             return
@@ -181,12 +195,23 @@ class Utterances:
                 "started_at": rec.started_at,
                 "ended_at": rec.ended_at,
                 "duration_s": rec.duration_s,
+                "speaker": speaker[0] if speaker else None,
+                "speaker_name": speaker[1] if speaker else None,
             },
         )
 
-    def _store(self, rec: Record, ev: FinalText) -> int:
+    def _speaker(self, rec: Record, ev: FinalText) -> tuple[str, str | None] | None:
+        """The final's speaker label (and name) from the session's online clustering; stored with the row."""
+        if ev.speaker_embedding is None:
+            return None
+        speaker = self.speakers.assign(rec.session_id, ev.speaker_embedding)
+        set_utterance_speaker(self.app.store, rec.id, speaker[0], ev.speaker_embedding)
+        return speaker
+
+    def _store(self, rec: Record, ev: FinalText) -> tuple[int, tuple[str, str | None] | None]:
         app, t = self.app, ev.transcript
         info = app.engine.info
+        speaker = self._speaker(rec, ev)
         seq = app.store.finish(
             rec.id,
             language=t.language,
@@ -196,11 +221,11 @@ class Utterances:
             engine={**info.as_dict(), "processing_s": round(ev.processing_s, 3)},
             processing_s=ev.processing_s,
             payload=lambda seq: payloads.final(
-                rec, t, ev.raw_text, info, ev.processing_s, seq, app.settings.mqtt.device_id
+                rec, t, ev.raw_text, info, ev.processing_s, seq, app.settings.mqtt.device_id, speaker
             ),
             meta={k: v for k, v in t.meta.items() if k == "hotwords"},
         )
-        return int(seq or 0)
+        return int(seq or 0), speaker
 
     def failed_once(self, ev: FinalError) -> None:
         """A failed attempt: try again (counted) until the limit, then record the failure."""
@@ -212,8 +237,35 @@ class Utterances:
             self._give_up(rid, ev.reason)
             self.feed()
             return
+        if ev.unavailable:
+            self._server_unavailable(ev)
+            return
         self._last_error[rid] = ev.reason
         self._enqueue(ev.job, front=True)
+
+    def _server_unavailable(self, ev: FinalError) -> None:
+        """The ASR server could not be asked: the attempt is given back, the utterance stays first in line, and
+        nothing is handed over until a growing wait has passed (then it is tried again, in order)."""
+        rid = ev.job.utterance_id
+        try:
+            refund_attempt(self.app.store, rid)
+        except AsrboxError as exc:
+            self.app.failure("store_failed", str(exc))
+        wait = SERVER_RETRY_S[min(self._unavailable, len(SERVER_RETRY_S) - 1)]
+        self._unavailable += 1
+        self._hold_until = time.monotonic() + wait
+        if self._unavailable == 1:
+            reason = f"asr server unavailable: {ev.reason}"
+            self.app.failure("asr_server_unavailable", f"{reason}; utterances wait in the store")
+            self.app.set_state(self.app.state, reason)
+        self._enqueue(ev.job, front=True)
+
+    def _server_back(self) -> None:
+        app = self.app
+        log.info("ASR server answers again; %d utterance(s) waiting drain in order", len(self._waiting))
+        self._hold_until, self._unavailable = 0.0, 0
+        if (app.reason or "").startswith("asr server unavailable"):
+            app.set_state(app.state, None)
 
     def _give_up(self, record_id: str, reason: str) -> None:
         app = self.app

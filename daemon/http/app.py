@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon import __version__
 from daemon.errors import AsrboxError
-from daemon.http import auth, console, console_api, docs, jobs, live, metrics, openai_api, records
+from daemon.http import auth, console, console_api, docs, jobs, live, metrics, openai_api, records, speakers
 
 if TYPE_CHECKING:
     from daemon.core.app import App
@@ -45,7 +45,7 @@ def create_app(core: App) -> FastAPI:
         app.include_router(router)
     # Everything else needs a key or the console's session (+ CSRF token) unless bound to loopback.
     guarded = [Depends(auth.require_auth)]
-    for module in (openai_api, jobs, records, live, metrics, console_api):
+    for module in (openai_api, jobs, records, live, metrics, console_api, speakers):
         app.include_router(module.router, dependencies=guarded)
     docs.mount(app)
     return app

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from daemon.audio.segmenter import Utterance
 from daemon.transcript import Audio, DecodeOptions, Transcript
 
@@ -82,6 +85,7 @@ class FinalText:
     transcript: Transcript  # after the text pipeline
     raw_text: str
     processing_s: float
+    speaker_embedding: npt.NDArray[np.float32] | None = field(default=None, repr=False)  # docs/speakers.md
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class FinalError:
     job: Job
     reason: str
     permanent: bool = False  # no retry can help (the audio is gone)
+    unavailable: bool = False  # the ASR server was unreachable: not an attempt; the queue waits for it
 
 
 Post = Callable[[object], None]

@@ -13,11 +13,13 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from typing import Any
 
 from daemon.asr.engine import Engine
+from daemon.asr.remote import ServerUnavailable
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.live.events import DecodeContext, FinalError, FinalText, Job, PartialText, Post
 from daemon.live.plumbing import Heartbeat, LatestSlot
@@ -65,6 +67,8 @@ class AsrWorker(threading.Thread):
         self._expect_final = False
         self.last_rtf = 0.0
         self.failures = 0
+        self.embed_speaker: Callable[[Audio], Any] | None = None  # set by the loop when live speakers are on
+        self.speaker_s = 0.0  # time the last final's speaker embedding took
 
     # ------------------------------------------------------------------ producers (loop, listener)
     def set_context(self, context: DecodeContext) -> None:
@@ -81,6 +85,8 @@ class AsrWorker(threading.Thread):
             self._cond.notify()
 
     def add_partial(self, job: Job) -> None:
+        if not getattr(self.engine, "partials", True):
+            return  # a remote engine set to send finals only
         with self._cond:
             self._partial.put(job)
             self._cond.notify()
@@ -148,6 +154,10 @@ class AsrWorker(threading.Thread):
                 self._speculate(work[1])
             else:
                 self._partial_text(work[1])
+        except ServerUnavailable as exc:  # no fault of the audio: a final waits in the store for the server
+            log.debug("ASR server unavailable: %s", exc)
+            if not isinstance(work, EngineCall) and work[0] == "final":
+                self.post(FinalError(work[1], _one_line(exc), unavailable=True))
         except Exception as exc:  # one bad utterance must not kill the worker
             self.failures += 1
             log.warning("ASR worker: job failed: %s", _one_line(exc))
@@ -237,7 +247,21 @@ class AsrWorker(threading.Thread):
         else:
             transcript, spent = self._transcribe(job, ctx.options), 0.0
         processed = self.text.apply(transcript, ctx.terms)
-        self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent))
+        embedding = self._speaker_embedding(job.audio)
+        self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent, embedding))
+
+    def _speaker_embedding(self, audio: Audio) -> Any:
+        """The final's speaker embedding (None when off, too short, or failed: the text goes out regardless)."""
+        if self.embed_speaker is None:
+            return None
+        t0 = time.perf_counter()
+        try:
+            return self.embed_speaker(audio)
+        except Exception as exc:
+            log.warning("speaker embedding failed: %s", exc)
+            return None
+        finally:
+            self.speaker_s = time.perf_counter() - t0
 
 
 def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:

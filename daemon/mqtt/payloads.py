@@ -19,6 +19,7 @@ def final(
     processing_s: float,
     seq: int,
     device_id: str,
+    speaker: tuple[str, str | None] | None = None,
 ) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
@@ -38,6 +39,8 @@ def final(
         "engine": {**engine.as_dict(), "processing_s": round(processing_s, 3)},
         "latency_ms": None,  # set by the publisher when it hands the message to the broker
         "audio": {"path": record.audio_path},
+        "speaker": speaker[0] if speaker else None,  # S1, S2... within the session (docs/speakers.md)
+        "speaker_name": speaker[1] if speaker else None,  # a name given to the label, or an enrolled voice's
     }
 
 

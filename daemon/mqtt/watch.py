@@ -40,7 +40,9 @@ def watch(settings: Settings, show_partials: bool = False) -> int:
         except ValueError:
             return
         if msg.topic == topics.final:
-            line = f"[{body.get('seq')}] ({body.get('language')}, {body.get('latency_ms')} ms) {body.get('text')}"
+            who = body.get("speaker_name") or body.get("speaker")
+            said = f"{who}: {body.get('text')}" if who else body.get("text")
+            line = f"[{body.get('seq')}] ({body.get('language')}, {body.get('latency_ms')} ms) {said}"
             print(("\r\033[K" if tty else "") + line, flush=True)
         elif msg.topic == topics.partial and tty:
             print(f"\r\033[K… {body.get('text', '')[-100:]}", end="", flush=True)

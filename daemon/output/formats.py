@@ -32,6 +32,7 @@ class TimedText:
     start: float
     end: float
     text: str
+    speaker: str | None = None  # S1, S2... when speakers were labelled
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,21 @@ class FileTranscript:
     record_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # post-processing notes: hotword replacements
+    speaker_names: dict[str, str] = field(default_factory=dict)  # label -> the name a user gave it
+
+    def who(self, s: TimedText) -> str | None:
+        return self.speaker_names.get(s.speaker, s.speaker) if s.speaker else None
 
     def as_json(self) -> dict[str, Any]:
+        doc = self._json()
+        if any(s.speaker for s in self.segments):
+            for seg, s in zip(doc["segments"], self.segments, strict=True):
+                seg["speaker"], seg["speaker_name"] = s.speaker, self.speaker_names.get(s.speaker or "")
+            labels = sorted({s.speaker for s in self.segments if s.speaker}, key=lambda x: (len(x), x))
+            doc["speakers"] = [{"label": x, "name": self.speaker_names.get(x)} for x in labels]
+        return doc
+
+    def _json(self) -> dict[str, Any]:
         return {
             "file": printable(self.file),
             "duration_s": round(self.duration_s, 3),
@@ -76,16 +90,22 @@ def _cue_text(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if line.strip()) or "…"
 
 
-def to_srt(segments: Sequence[TimedText]) -> str:
+def _said(s: TimedText, names: dict[str, str] | None) -> str:
+    """A cue's text, `S1: ...` (or the speaker's name) when speakers were labelled."""
+    text = _cue_text(s.text)
+    return f"{(names or {}).get(s.speaker, s.speaker)}: {text}" if s.speaker else text
+
+
+def to_srt(segments: Sequence[TimedText], names: dict[str, str] | None = None) -> str:
     cues = [
-        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_cue_text(s.text)}\n"
+        f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{_said(s, names)}\n"
         for i, s in enumerate(segments, start=1)
     ]
     return "\n".join(cues)
 
 
-def to_vtt(segments: Sequence[TimedText]) -> str:
-    cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_cue_text(s.text)}\n" for s in segments]
+def to_vtt(segments: Sequence[TimedText], names: dict[str, str] | None = None) -> str:
+    cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{_said(s, names)}\n" for s in segments]
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
@@ -114,10 +134,13 @@ def render(t: FileTranscript, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(t.as_json(), ensure_ascii=False, indent=2) + "\n"
     if fmt == "srt":
-        return to_srt(t.segments)
+        return to_srt(t.segments, t.speaker_names)
     if fmt == "vtt":
-        return to_vtt(t.segments)
+        return to_vtt(t.segments, t.speaker_names)
     if fmt == "csv":
+        if any(s.speaker for s in t.segments):  # a speaker column (the name where one was given)
+            rows = [(f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for s in t.segments]
+            return to_csv(rows, ("start", "end", "speaker", "text"))
         return to_csv(csv_rows(t), ("start", "end", "text"))
     raise ValueError(f"unknown format {fmt!r}")
 

@@ -158,6 +158,27 @@ MIGRATIONS: tuple[str, ...] = (
         revoked_at TEXT
     );
     """,
+    # 10: speakers: a live utterance's label and embedding (192 float32), names given to a session's or a file
+    # record's labels, enrolled voices (name + embedding; the audio is not kept)
+    """
+    ALTER TABLE records ADD COLUMN speaker TEXT;
+    ALTER TABLE records ADD COLUMN speaker_embedding BLOB;
+    CREATE INDEX records_speaker ON records (speaker, created_at) WHERE speaker IS NOT NULL;
+    CREATE TABLE speaker_names (
+        scope TEXT NOT NULL CHECK (scope IN ('session', 'record')),
+        scope_id TEXT NOT NULL,
+        label TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (scope, scope_id, label)
+    );
+    CREATE TABLE voices (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        embedding BLOB NOT NULL,
+        seconds REAL NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 
 BUSY_TIMEOUT_S = 10.0  # two connections (the daemon's and retention's) wait for each other this long

@@ -23,7 +23,13 @@
     return linesEl.scrollHeight - linesEl.scrollTop - linesEl.clientHeight < 80;
   }
 
-  function show(id, text, final) {
+  // speakers (S1, S2...): each gets one of 6 colours by its number, its name (or label) before the text
+  function speakerClass(label) {
+    const n = /^S(\d+)$/.exec(label || "");
+    return n ? " spk spk" + ((parseInt(n[1], 10) - 1) % 6) : "";
+  }
+
+  function show(id, text, final, speaker, name) {
     const follow = nearBottom();
     let el = byId.get(id);
     if (!el) {
@@ -39,8 +45,15 @@
     } else if (el.classList.contains("final") && !final) {
       return; // a late partial never overwrites its final
     }
-    el.className = "line " + (final ? "final" : "partial");
-    el.textContent = text;
+    el.className = "line " + (final ? "final" : "partial") + (final ? speakerClass(speaker) : "");
+    el.textContent = "";
+    if (final && speaker) {
+      const who = document.createElement("span");
+      who.className = "who";
+      who.textContent = (name || speaker) + ": ";
+      el.appendChild(who);
+    }
+    el.appendChild(document.createTextNode(text));
     if (follow) linesEl.scrollTop = linesEl.scrollHeight;
   }
 
@@ -80,7 +93,7 @@
       let msg;
       try { msg = JSON.parse(text); } catch (e) { return; }
       if (!msg || typeof msg.text !== "string" || !msg.utterance_id) return;
-      show(msg.utterance_id, msg.text, topic.endsWith("/final"));
+      show(msg.utterance_id, msg.text, topic.endsWith("/final"), msg.speaker, msg.speaker_name);
     });
     window.asrboxCaptions = { client }; // for tests and debugging
   });

@@ -1,0 +1,81 @@
+"""Speaker embeddings on onnxruntime: 80-bin Kaldi fbank (kaldi-native-fbank, povey window, no dither), the
+utterance mean removed, CAM++ -> 192 numbers, returned L2-normalised (cosine similarity = dot product)."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.audio.decode import SAMPLE_RATE
+
+log = logging.getLogger(__name__)
+
+Vector = npt.NDArray[np.float32]
+MIN_SAMPLES = int(0.4 * SAMPLE_RATE)  # shorter speech gives no useful embedding
+MAX_SAMPLES = 20 * SAMPLE_RATE  # longer audio adds cost, not identity: the middle 20 s are used
+SIZE = 192
+
+
+@cache
+def _fbank_options() -> Any:
+    import kaldi_native_fbank as knf
+
+    opts = knf.FbankOptions()
+    opts.frame_opts.samp_freq = SAMPLE_RATE
+    opts.frame_opts.dither = 0.0
+    opts.mel_opts.num_bins = 80
+    return opts
+
+
+def fbank(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(frames, 80) log-mel features with the utterance mean removed."""
+    import kaldi_native_fbank as knf
+
+    fb = knf.OnlineFbank(_fbank_options())
+    fb.accept_waveform(SAMPLE_RATE, audio.astype(np.float32).tolist())
+    fb.input_finished()
+    n = fb.num_frames_ready
+    if n == 0:
+        return np.zeros((0, 80), np.float32)
+    feats = np.stack([np.asarray(fb.get_frame(i), dtype=np.float32) for i in range(n)])
+    out: npt.NDArray[np.float32] = feats - feats.mean(axis=0, keepdims=True)
+    return out
+
+
+def session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def normalise(v: npt.NDArray[Any]) -> Vector:
+    norm = float(np.linalg.norm(v))
+    return (v / norm).astype(np.float32) if norm > 0 else np.zeros(SIZE, np.float32)
+
+
+class Embedder:
+    """CAM++ on onnxruntime. `embed` is blocking: call it from a worker thread."""
+
+    def __init__(self, model: Path, threads: int = 1) -> None:
+        self._session = session(model, threads)
+
+    def embed(self, audio: npt.NDArray[np.float32]) -> Vector | None:
+        """The unit-length embedding of `audio` (16 kHz mono), or None when it is too short to tell."""
+        if audio.size < MIN_SAMPLES:
+            return None
+        if audio.size > MAX_SAMPLES:
+            start = (audio.size - MAX_SAMPLES) // 2
+            audio = audio[start : start + MAX_SAMPLES]
+        feats = fbank(audio)
+        if feats.shape[0] < 20 or float(np.abs(audio).max()) < 1e-4:
+            return None
+        out = self._session.run(None, {"feats": feats[None]})[0]
+        return normalise(np.asarray(out[0], dtype=np.float32))

@@ -1,0 +1,74 @@
+"""Speakers for file transcriptions: diarize the file (streamed again from disk, so the transcriber's bounded
+memory holds) and give every segment the label of the speaker who talks most within it."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.audio.decode import iter_decode
+from daemon.output.formats import FileTranscript
+from daemon.settings import Settings
+from daemon.speakers.cluster import Bounds, label
+from daemon.speakers.diarize import Diarization, Diarizer
+from daemon.speakers.models import load
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpeakerRequest:
+    """What a caller asked: `speakers` exactly N (None: estimate), within min..max."""
+
+    speakers: int | None = None
+    min_speakers: int = 1
+    max_speakers: int | None = None
+
+    @staticmethod
+    def parse(value: str | None, min_speakers: int | None = None, max_speakers: int | None = None) -> SpeakerRequest:
+        """`--speakers N|auto` (+ min/max) -> a request; ValueError with one line when it makes no sense."""
+        n = None
+        if value not in (None, "", "auto"):
+            try:
+                n = int(str(value))
+            except ValueError:
+                raise ValueError(f"speakers must be a number or 'auto', not {value!r}") from None
+            if not 1 <= n <= 50:
+                raise ValueError("speakers must be between 1 and 50")
+        low = min_speakers or 1
+        if low < 1 or (max_speakers is not None and max_speakers < low):
+            raise ValueError("need 1 <= min-speakers <= max-speakers")
+        return SpeakerRequest(n, low, max_speakers)
+
+
+class FileSpeakers:
+    """Built once per transcriber (loads the two ONNX models); `label` is blocking."""
+
+    def __init__(self, settings: Settings, request: SpeakerRequest) -> None:
+        sp = settings.speakers
+        self.diarizer = Diarizer(load(sp.folder(settings.asr)), threads=sp.threads)
+        self.bounds = Bounds(
+            speakers=request.speakers,
+            min_speakers=request.min_speakers,
+            max_speakers=request.max_speakers or sp.max_speakers,
+            threshold=sp.threshold,
+        )
+        self.step_s = sp.step_s
+
+    def diarize(self, path: Path) -> Diarization:
+        return self.diarizer.run(iter_decode(path), self.bounds, self.step_s)
+
+    def label(self, path: Path, transcript: FileTranscript) -> FileTranscript:
+        t0 = time.perf_counter()
+        result = self.diarize(path)
+        segments = []
+        for s in transcript.segments:
+            who = result.speaker_at(s.start, s.end)
+            segments.append(dataclasses.replace(s, speaker=label(who) if who is not None else None))
+        took = time.perf_counter() - t0
+        log.info("%s: %d speaker(s) in %.1f s", path.name, result.speakers, took)
+        meta = {**transcript.meta, "speakers": {"count": result.speakers, "seconds": round(took, 3)}}
+        return dataclasses.replace(transcript, segments=tuple(segments), meta=meta)

