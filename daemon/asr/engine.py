@@ -17,6 +17,7 @@ ENGINES: dict[str, str] = {
     "whisper": "daemon.asr.whisper:WhisperEngine",
     "funasr": "daemon.asr.funasr_engine:FunasrEngine",
     "onnx": "daemon.asr.onnx_engine:OnnxEngine",
+    "remote": "daemon.asr.remote:RemoteEngine",
 }
 
 

@@ -364,12 +364,23 @@ class App:
 
     def state_view(self) -> dict[str, Any]:
         """The state as `state` on MQTT and `GET /api/state` show it."""
-        return payloads.state(self.state, self.session_id, self.reason, self.since, self.utterances.backlog)
+        return self._with_server(
+            payloads.state(self.state, self.session_id, self.reason, self.since, self.utterances.backlog)
+        )
+
+    def server_state(self) -> dict[str, Any] | None:
+        """The remote engine's ASR server (reachable or not, since when); None for a local engine."""
+        server = getattr(self.engine, "server", None)
+        return server.as_dict() if server is not None else None
+
+    def _with_server(self, body: dict[str, Any]) -> dict[str, Any]:
+        server = self.server_state()
+        return body if server is None else {**body, "asr_server": server}
 
     def publish_state(self) -> None:
         backlog = self.utterances.backlog
         self.supervisor.state_published(backlog)
-        body = payloads.state(self.state, self.session_id, self.reason, self.since, backlog)
+        body = self._with_server(payloads.state(self.state, self.session_id, self.reason, self.since, backlog))
         self.client.publish(self.topics.state, json.dumps(body), qos=1, retain=True)
 
     async def start_session(self, name: str | None, language: str | None) -> str:

@@ -119,7 +119,7 @@ class Supervisor:
         """The figures `diagnostics` carries (MQTT, `GET /api/diagnostics`, `/metrics`)."""
         app = self.app
         lat = list(app.outbox.latencies_ms)
-        data = {
+        data: dict[str, Any] = {
             "uptime_s": round(time.monotonic() - app.started_mono, 1),
             "backlog": app.utterances.backlog,
             "outbox": app.outbox.backlog(),
@@ -136,4 +136,7 @@ class Supervisor:
             "archiving_audio": app.utterances.archive_audio,
             "engine_calls_waiting": app.worker.calls_waiting,
         }
+        server = app.server_state()
+        if server is not None:
+            data["asr_server"] = server
         return data
