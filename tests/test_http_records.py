@@ -117,76 +117,26 @@ def seed(store_dir: Path, workdir: Path) -> Seeded:
                 )
             )
         two = [{"start": 0.0, "end": 1.2, "text": "今天开会"}, {"start": 1.2, "end": 2.5, "text": "讨论预算"}]
-        s.ids["zh"] = _insert(
-            db,
-            kind="file",
-            source="/srv/in/会议.wav",
-            created_at="2025-05-01T09:00:00.000Z",
-            language="zh",
-            text="今天开会讨论预算",
-            segments=two,
-            duration_s=2.5,
-        )
-        s.ids["en"] = _insert(
-            db,
-            kind="file",
-            source="/srv/in/board.wav",
-            created_at="2025-05-01T10:00:00.000Z",
-            language="en",
-            text="The quarterly budget was approved.",
-            duration_s=2.0,
-        )
-        s.ids["one"] = _insert(
-            db,
-            kind="file",
-            source="/srv/in/memo.wav",
-            created_at="2025-05-02T10:00:00.000Z",
-            language="en",
-            text="Call the plumber on Friday.",
-            duration_s=2.0,
-        )
-        s.ids["user_audio"] = _insert(
-            db,
-            kind="file",
-            source=str(s.user_file),
-            created_at="2025-05-03T10:00:00.000Z",
-            language="en",
-            text="user file kept",
-            audio_path=str(s.user_file),
-        )
-        s.ids["store_audio"] = _insert(
-            db,
-            kind="file",
-            source="lecture.wav",
-            created_at="2025-05-03T11:00:00.000Z",
-            language="en",
-            text="stored upload",
-            audio_path="uploads/api/lecture.wav",
-        )
-        s.ids["escape"] = _insert(
-            db,
-            kind="file",
-            source="x.wav",
-            created_at="2025-05-03T12:00:00.000Z",
-            language="en",
-            text="escaping path",
-            audio_path="../user files/meeting.wav",
-        )
-        s.ids["pending"] = _insert(
-            db, kind="file", status="pending", source="busy.wav", created_at="2025-05-04T12:00:00.000Z", text=None
-        )
-        s.ids["speaker"] = _insert(
-            db,
-            kind="file",
-            source="panel.wav",
-            created_at="2025-05-05T12:00:00.000Z",
-            language="en",
-            text="hello there. general kenobi",
-            segments=[
-                {"start": 0, "end": 1, "text": "hello there.", "speaker": "S1"},
-                {"start": 1, "end": 2, "text": "general kenobi", "speaker": "S2"},
-            ],
-        )
+        upload = "uploads/api/lecture.wav"
+        duo = [
+            {"start": 0, "end": 1, "text": "hello there.", "speaker": "S1"},
+            {"start": 1, "end": 2, "text": "general kenobi", "speaker": "S2"},
+        ]
+        named: list[tuple[str, str, str, str, str | None, dict[str, Any]]] = [  # name, source, day, lang, text, more
+            ("zh", "/srv/in/会议.wav", "05-01T09", "zh", "今天开会讨论预算", {"segments": two, "duration_s": 2.5}),
+            ("en", "/srv/in/board.wav", "05-01T10", "en", "The quarterly budget was approved.", {}),
+            ("one", "/srv/in/memo.wav", "05-02T10", "en", "Call the plumber on Friday.", {}),
+            ("user_audio", str(s.user_file), "05-03T10", "en", "user file kept", {"audio_path": str(s.user_file)}),
+            ("store_audio", "lecture.wav", "05-03T11", "en", "stored upload", {"audio_path": upload}),
+            ("escape", "x.wav", "05-03T12", "en", "escaping path", {"audio_path": "../user files/meeting.wav"}),
+            ("pending", "busy.wav", "05-04T12", "en", None, {"status": "pending"}),
+            ("speaker", "panel.wav", "05-05T12", "en", "hello there. general kenobi", {"segments": duo}),
+        ]
+        for name, source, day, language, text, more in named:
+            created = f"2025-{day}:00:00.000Z"
+            s.ids[name] = _insert(
+                db, kind="file", source=source, created_at=created, language=language, text=text, **more
+            )
     store.close()
     return s
 
@@ -409,6 +359,10 @@ def test_audio_with_ranges(daemon: Daemon) -> None:
     r = daemon.http.get(f"/api/records/{rid}/audio", headers={"Range": "bytes=0-99"})
     assert r.status_code == 206 and r.content == whole[:100]
     assert r.headers["content-range"] == f"bytes 0-99/{len(whole)}" and r.headers["content-length"] == "100"
+    r = daemon.http.head(f"/api/records/{rid}/audio")
+    assert r.status_code == 200 and r.headers["content-length"] == str(len(whole)) and not r.content
+    r = daemon.http.get(f"/api/records/{rid}/audio", headers={"Range": "bytes=0-99, 200-299"})
+    assert r.status_code == 200 and r.content == whole  # several ranges: the whole file (RFC 9110 allows it)
     r = daemon.http.get(f"/api/records/{rid}/audio", headers={"Range": "bytes=1000-"})
     assert r.status_code == 206 and r.content == whole[1000:]
     r = daemon.http.get(f"/api/records/{rid}/audio", headers={"Range": "bytes=-44"})
@@ -560,3 +514,30 @@ def test_bad_requests_are_clear_4xx(daemon: Daemon) -> None:
     for r, status, word in cases:
         assert_error(r, status, word)
     assert daemon.get(f"/api/records/{rid}")["record"]["text"] == "The quarterly budget was approved."
+
+
+def test_cli_edit_and_revert_while_the_daemon_runs(daemon: Daemon) -> None:
+    rid = daemon.seeded.ids["en"]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "daemon", "history", *args],
+            env=daemon.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    r = cli("edit", rid[:8], "The annual budget was approved.")
+    assert r.returncode == 0 and r.stdout.strip() == "The annual budget was approved.", r.stderr
+    rec = daemon.get(f"/api/records/{rid}")["record"]
+    assert rec["text"] == "The annual budget was approved." and rec["edited_at"]
+    assert ids(daemon.get("/api/records", params={"q": "annual"})) == [rid]
+    r = cli("revert", rid)
+    assert r.returncode == 0 and r.stdout.strip() == "The quarterly budget was approved."
+    assert daemon.get(f"/api/records/{rid}")["record"]["edited_at"] is None
+    r = cli("edit", daemon.seeded.ids["pending"], "x")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "pending" in r.stderr and "Traceback" not in r.stderr
+    r = cli("delete", daemon.seeded.ids["pending"])
+    assert r.returncode == 1 and "being transcribed" in r.stderr
