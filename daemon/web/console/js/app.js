@@ -7,9 +7,13 @@ const PAGES = ['live', 'transcribe', 'history', 'hotwords', 'practice', 'status'
 const loaded = new Map();
 let current = null;
 
-async function page(name) {
-  if (!loaded.has(name)) {
-    const mod = await import('./' + name + '.js');
+const modules = new Map();
+async function page(name, mount = true) {
+  if (!modules.has(name)) {
+    modules.set(name, import('./' + name + '.js').catch((err) => { modules.delete(name); throw err; }));
+  }
+  const mod = await modules.get(name);
+  if (mount && !loaded.has(name)) {
     const section = document.getElementById('page-' + name);
     mod.mount(section);
     i18n.apply(section);
@@ -18,9 +22,18 @@ async function page(name) {
   return loaded.get(name);
 }
 
+function hashParts() {
+  return location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
+}
+
+function currentName() {
+  const first = hashParts()[0];
+  return PAGES.includes(first) ? first : 'live';
+}
+
 async function route() {
-  const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
-  const name = PAGES.includes(parts[0]) ? parts[0] : 'live';
+  const parts = hashParts();
+  const name = currentName();
   if (current && current !== name) {
     document.getElementById('page-' + current).hidden = true;
     const prev = loaded.get(current);
@@ -77,16 +90,15 @@ async function refreshState() {
 
 async function start() {
   theme();
+  // the words, who we are and the page's module are fetched side by side: the first render waits for one trip
+  const me = get('/api/me').catch((err) => (err.status === 401 ? null : { auth: 'open', csrf: null }));
+  const name = currentName();
+  const early = page(name, false).catch(() => null);
   await i18n.load(i18n.preferred());
-  let me;
-  try {
-    me = await get('/api/me');
-  } catch (err) {
-    if (err.status === 401) { toLogin(); return; }
-    me = { auth: 'open', csrf: null };
-  }
-  setCsrf(me.csrf);
-  $('#logout').hidden = me.auth !== 'session';
+  if ((await me) === null) { toLogin(); return; }
+  const who = await me;
+  setCsrf(who.csrf);
+  $('#logout').hidden = who.auth !== 'session';
   $('#logout').addEventListener('click', async () => { await post('/api/logout').catch(() => {}); toLogin(); });
   $('#theme-toggle').addEventListener('click', toggleTheme);
   $('#lang-toggle').addEventListener('click', switchLang);
@@ -94,7 +106,8 @@ async function start() {
   on('_error', () => { $('#state-badge').dataset.conn = 'lost'; });
   on('_open', () => { delete $('#state-badge').dataset.conn; refreshState(); });
   window.addEventListener('hashchange', () => route().catch((e) => toast(e.message)));
-  await refreshState();
+  await early;
+  refreshState();
   await route();
   document.body.dataset.ready = '1';
 }

@@ -59,10 +59,11 @@ export async function show(params) {
     const t0 = performance.now();
     await search();
     perf.historyFirstRender = performance.now() - t0;
+    perf.historyRenderedAt = performance.now(); // since the navigation started
   }
 }
 
-export function relabel() { for (const li of $$('li.rec', list)) li.querySelector('.src').textContent = t('hist.' + li.dataset.source); }
+export function relabel() { for (const li of $$('li.rec', list)) li.querySelector('.src').textContent = t('hist.' + li.dataset.kind); }
 
 function readFilters() {
   // dates go as they are: the box reads them in its own time zone, `until` inclusive
@@ -128,11 +129,12 @@ function marked(text, q) {
 
 function row(r) {
   const box = h('input', { type: 'checkbox', 'aria-label': t('hist.select') + ' ' + when(r.created_at || r.started_at), onchange: (e) => { if (e.target.checked) selected.add(r.id); else selected.delete(r.id); updateExport(); } });
-  return h('li', { class: 'rec', dataset: { id: r.id, source: r.source || '' } }, box,
+  return h('li', { class: 'rec', dataset: { id: r.id, kind: r.kind || 'live' } }, box,
     h('a', { href: '#/history/record/' + encodeURIComponent(r.id), class: 'reclink' },
       h('span', { class: 'meta' },
         h('time', { text: when(r.started_at || r.created_at) }),
-        h('span', { class: 'src', text: t('hist.' + (r.source || 'live')) }),
+        h('span', { class: 'src', text: t('hist.' + (r.kind || 'live')) }),
+        r.kind === 'file' && r.source ? h('span', { class: 'fname', text: r.source }) : null,
         r.language ? h('span', { class: 'tag', text: r.language }) : null,
         r.duration_s ? h('span', { class: 'muted', text: clock(r.duration_s) }) : null,
         r.edited_at ? h('span', { class: 'tag', i18n: 'hist.edited' }) : null),
