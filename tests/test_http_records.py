@@ -417,6 +417,13 @@ def test_export_selection_every_format(daemon: Daemon) -> None:
     doc = Document(io.BytesIO(export("docx").content))
     text = "\n".join(p.text for p in doc.paragraphs)
     assert "讨论预算" in text and "The quarterly budget was approved." in text and "S1: hello there." in text
+    # a name given to a label (the speakers' API) is what exports show
+    r = daemon.http.put(f"/api/records/{s['speaker']}/speakers/S1", json={"name": "Obi-Wan"})
+    assert r.status_code == 200, r.text
+    assert "Obi-Wan: hello there." in export("srt").text and "S2: general kenobi" in export("vtt").text
+    assert "1.00,2.00,general kenobi,S2" in export("csv").content.decode("utf-8-sig")
+    assert "Obi-Wan: hello there." in "\n".join(p.text for p in Document(io.BytesIO(export("docx").content)).paragraphs)
+    daemon.http.put(f"/api/records/{s['speaker']}/speakers/S1", json={"name": ""})
 
 
 # ---------------------------------------------------------------------------------------------- sessions

@@ -25,7 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from daemon.http.deps import core
 from daemon.output.exports import EXPORT_FORMATS, MEDIA_TYPES, render_export
 from daemon.store import records as history
+from daemon.store.db import Store
 from daemon.store.records import MAX_LIMIT, HistoryError, RecordFilter, parse_time
+from daemon.store.speakers import names as speaker_names
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +93,11 @@ async def list_records(
 
 @router.post("/api/records/export")
 async def export_records(request: Request, body: ExportRequest) -> Response:
-    rows = history.rows(core(request).store, list(dict.fromkeys(body.ids)))
+    store = core(request).store
+    rows = history.rows(store, list(dict.fromkeys(body.ids)))
     records = await asyncio.to_thread(lambda: [history.view(r) for r in rows])  # up to 10 000: JSON off the loop
     title = body.title or f"asrbox: {len(records)} record{'s' * (len(records) != 1)}"
-    return await _document(records, body.format, title, None, "asrbox-records")
+    return await _document(store, records, body.format, title, None, "asrbox-records")
 
 
 @router.get("/api/records/{record_id}")
@@ -245,12 +248,26 @@ async def export_session(request: Request, session_id: str, format: ExportFormat
             break
         await asyncio.sleep(0)
     title = info["name"] or f"asrbox session {info['started_at'][:16].replace('T', ' ')} UTC"
-    return await _document(records, format, title, info, f"asrbox-session-{info['id'][:8]}")
+    return await _document(store, records, format, title, info, f"asrbox-session-{info['id'][:8]}")
+
+
+def _named(store: Store, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record with the names given to its speakers' labels (a live utterance: its session's; a file: its
+    own), as `speaker_names`, where any were given."""
+    known: dict[tuple[str, str], dict[str, str]] = {}
+    out = []
+    for r in records:
+        scope = ("session", r["session_id"]) if r["kind"] == "live" and r["session_id"] else ("record", r["id"])
+        if scope not in known:
+            known[scope] = speaker_names(store, *scope)
+        out.append({**r, "speaker_names": known[scope]} if known[scope] else r)
+    return out
 
 
 async def _document(
-    records: list[dict[str, Any]], fmt: str, title: str, session: dict[str, Any] | None, stem: str
+    store: Store, records: list[dict[str, Any]], fmt: str, title: str, session: dict[str, Any] | None, stem: str
 ) -> Response:
+    records = _named(store, records)
     data = await asyncio.to_thread(render_export, records, fmt, title, session)
     name = f"{stem}-{datetime.now(UTC):%Y%m%d-%H%M}.{fmt}"
     disposition = f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(name)}"

@@ -4,6 +4,7 @@ Input is records as the HTTP API shows them (daemon.store.records.view). Timing:
 - srt/vtt/docx put every segment on one timeline: a record that has a wall-clock start (live speech) sits at its
   start minus `t0` (the session's start, or the earliest record's); a file record follows the previous one.
 - csv has one row per segment (a record without segments: one row) with the segment's times within its record.
+Speakers show as the name given to their label where there is one (a record's `speaker_names`), else the label.
 Pure functions: the caller may run them in a thread.
 """
 
@@ -57,10 +58,17 @@ def record_title(r: dict[str, Any]) -> str:
 
 
 def _segments(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's lines, each with its speaker as shown: the name given to its label (`speaker_names`), or
+    the label; a live utterance's own label (`speaker`) stands for segments that carry none."""
+    names: dict[str, str] = r.get("speaker_names") or {}
     segs = [s for s in r.get("segments") or [] if str(s.get("text", "")).strip()]
-    if segs or not (r.get("text") or "").strip():
-        return segs
-    return [{"start": 0.0, "end": float(r.get("duration_s") or 0.0), "text": r["text"]}]
+    if not segs and (r.get("text") or "").strip():
+        segs = [{"start": 0.0, "end": float(r.get("duration_s") or 0.0), "text": r["text"]}]
+    out = []
+    for s in segs:
+        label = s.get("speaker") or r.get("speaker")
+        out.append({**s, "speaker": names.get(label, label) if label else None})
+    return out
 
 
 def timeline(records: Sequence[dict[str, Any]], t0: str | None) -> list[Cue]:
@@ -75,7 +83,7 @@ def timeline(records: Sequence[dict[str, Any]], t0: str | None) -> list[Cue]:
         segs = _segments(r)
         for s in segs:
             start, end = offset + float(s["start"]), offset + float(s["end"])
-            cues.append(Cue(round(start, 3), round(end, 3), str(s["text"]).strip(), s.get("speaker"), r))
+            cues.append(Cue(round(start, 3), round(end, 3), str(s["text"]).strip(), s["speaker"], r))
         length = max([float(r.get("duration_s") or 0.0)] + [float(s["end"]) for s in segs])
         running = max(running, offset + length)
     return cues
@@ -99,7 +107,7 @@ def to_rows_csv(records: Sequence[dict[str, Any]]) -> str:
         source = printable(Path(r["source"]).name) if r.get("source") else r["kind"]
         for s in _segments(r):
             start, end = f"{float(s['start']):.2f}", f"{float(s['end']):.2f}"
-            speaker = s.get("speaker") or ""
+            speaker = s["speaker"] or ""
             rows.append((r["id"], r["created_at"], source, r.get("language") or "", start, end, s["text"], speaker))
     doc = to_csv(rows, CSV_HEADER)
     return doc if doc.startswith(BOM) else BOM + doc
