@@ -21,7 +21,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 from conftest import ROOT, Broker, eval_clip, free_port
-from http_daemon import assert_error
+from http_daemon import HttpDaemon, assert_error
 
 from daemon.store.db import Store, index_text
 
@@ -141,7 +141,9 @@ def seed(store_dir: Path, workdir: Path) -> Seeded:
     return s
 
 
-class Daemon:
+class Daemon(HttpDaemon):
+    """HttpDaemon's checks (stop: no traceback in the log), with a broker, a seeded store and speech."""
+
     def __init__(self, workdir: Path, cache_dir: Path, broker: Broker) -> None:
         self.workdir = workdir
         self.store = workdir / "store"
@@ -172,7 +174,7 @@ class Daemon:
             stderr=self.log.open("wb"),
         )
         self.http = httpx.Client(base_url=self.url, timeout=30)
-        self.wait(lambda: self.http.get("/api/sessions").status_code == 200, 120, "the HTTP face")
+        self._wait_healthy(120)
 
     def wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -202,14 +204,9 @@ class Daemon:
         assert r.status_code == 200, (path, r.status_code, r.text[:300])
         return r.json()
 
-    def stop(self) -> None:
+    def stop(self) -> str:
         self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        return super().stop()  # SIGTERM; no traceback in the log
 
 
 @pytest.fixture(scope="module")
@@ -527,14 +524,7 @@ def test_cli_edit_and_revert_while_the_daemon_runs(daemon: Daemon) -> None:
     rid = daemon.seeded.ids["en"]
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "daemon", "history", *args],
-            env=daemon.env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return daemon.asrbox("history", *args)
 
     r = cli("edit", rid[:8], "The annual budget was approved.")
     assert r.returncode == 0 and r.stdout.strip() == "The annual budget was approved.", r.stderr
