@@ -286,7 +286,7 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
         raise
     lang = None if settings.asr.language == "auto" else settings.asr.language
     try:
-        speakers = _file_speakers(args, settings)
+        speakers = _file_speakers(args, settings, store)
     except BaseException:
         engine.close()
         if store is not None:
@@ -316,17 +316,18 @@ def _run_batch(args: argparse.Namespace, settings: Settings, files: list[Path], 
             store.close()
 
 
-def _file_speakers(args: argparse.Namespace, settings: Settings) -> Any:
+def _file_speakers(args: argparse.Namespace, settings: Settings, store: Any) -> Any:
     """The speaker labeller when --speakers (or [speakers] files) asks for one, else None."""
     if args.speakers is None and not settings.speakers.files and not (args.min_speakers or args.max_speakers):
         return None
     from daemon.speakers.files import FileSpeakers, SpeakerRequest
+    from daemon.store.speakers import voices
 
     try:
         request = SpeakerRequest.parse(args.speakers, args.min_speakers, args.max_speakers)
     except ValueError as exc:
         raise ConfigError(f"--speakers: {exc}") from None
-    return FileSpeakers(settings, request)
+    return FileSpeakers(settings, request, voices(store) if store is not None else ())
 
 
 def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:

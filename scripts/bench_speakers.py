@@ -119,18 +119,27 @@ def build_meeting(pool: list[Speaker], n: int, rng: np.random.Generator, vad: Si
     return np.concatenate(parts), ref
 
 
-def live_path(audio: Audio, diarizer: Diarizer, threshold: float) -> tuple[list[Span], list[float]]:
-    """The daemon's live path: the live segmenter's utterances, one embedding each, online clustering."""
+def live_path(
+    audio: Audio, diarizer: Diarizer, threshold: float, engine: object | None
+) -> tuple[list[Span], list[float], list[float]]:
+    """The daemon's live path: the live segmenter's utterances, one embedding each, online clustering. With
+    `engine`, also the baseline: Whisper's time for the same final (short window first, as live finals)."""
+    from daemon.transcript import DecodeOptions
+
     online = OnlineSpeakers(threshold=threshold)
-    spans, costs = [], []
+    spans, costs, base = [], [], []
     for u in segment_stream([audio], SileroVad(), VadSettings()):
+        if engine is not None:
+            t = time.perf_counter()
+            engine.transcribe([u.audio], DecodeOptions(short_first=True))  # type: ignore[attr-defined]
+            base.append(time.perf_counter() - t)
         t = time.perf_counter()
         vector = diarizer.embedder.embed(u.audio)
         label = online.assign(vector) if vector is not None else None
         costs.append(time.perf_counter() - t)
         if label is not None:
             spans.append(Span(u.start_s, u.last_voiced / SAMPLE_RATE, f"S{label + 1}"))
-    return spans, costs
+    return spans, costs, base
 
 
 def transcription_time(audio: Audio, engine: object) -> float:
@@ -169,6 +178,7 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     rows = []
     live_costs: list[float] = []
+    paired: list[tuple[float, float]] = []  # (speaker ms, whisper ms) per final of the baseline meetings
     for n in [int(x) for x in args.counts.split(",")]:
         for m in range(args.meetings):
             audio, ref = build_meeting(pool, n, rng, vad)
@@ -177,8 +187,10 @@ def main() -> int:
             result = diarizer(audio, Bounds(threshold=args.threshold), step_s=args.step)
             took = time.perf_counter() - t
             hyp = [Span(x.start, x.end, f"S{x.speaker + 1}") for x in result.turns]
-            live, costs = live_path(audio, diarizer, args.live_threshold)
+            baseline = engine if len(rows) < args.baseline else None
+            live, costs, base = live_path(audio, diarizer, args.live_threshold, baseline)
             live_costs += costs
+            paired += list(zip(costs, base, strict=False))
             f, lv = der(ref, hyp), der(ref, live)
             base = transcription_time(audio, engine) if engine is not None and len(rows) < args.baseline else None
             row = {
@@ -211,6 +223,10 @@ def main() -> int:
     if based:
         diar = sum(r["rtf"] * r["seconds"] for r in based)
         summary["speakers_time_vs_whisper"] = round(diar / sum(r["whisper_rtf"] * r["seconds"] for r in based), 3)
+    if paired:
+        summary["live_finals_timed_vs_whisper"] = len(paired)
+        summary["live_speaker_vs_whisper_final_p50"] = round(statistics.median(a / b for a, b in paired), 3)
+        summary["live_whisper_ms_per_final_p50"] = round(1000 * statistics.median(b for _, b in paired), 1)
     for n in sorted({r["speakers"] for r in rows}):
         sub = [r for r in rows if r["speakers"] == n]
         summary[f"{n}spk"] = {

@@ -183,7 +183,7 @@ def test_transcribe_speakers_rename_and_exports(
 
     path, _ = meeting
     env = {**env, "ASRBOX_SPEAKERS__MODELS_DIR": str(models)}
-    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(3 * SAMPLE_RATE, np.float32))  # no speech: no labels
+    quiet = write_wav(path.parent / "quiet.wav", np.zeros(3 * SAMPLE_RATE, np.float32))  # no speech: no labels
     out = tmp_path / "out"
     r = asrbox("transcribe", "--speakers", "-f", "json", "-l", "en", "-o", str(out), str(path), str(quiet), env=env)
     assert r.returncode == 0, r.stderr
@@ -216,6 +216,9 @@ def test_transcribe_speakers_rename_and_exports(
     clip = eval_clip("en_librispeech_1272-128104-0003")[0]
     assert asrbox("speakers", "enroll", "Mr A", str(clip), env=env).returncode == 0
     assert "Mr A" in asrbox("speakers", "list", env=env).stdout
+    named = asrbox("transcribe", "--speakers", "--force", "-f", "json", "-l", "en", str(path), env=env)
+    assert named.returncode == 0, named.stderr  # the enrolled voice names its speaker (S1: LibriSpeech 1272)
+    assert {"label": "S1", "name": "Mr A"} in json.loads(named.stdout)["speakers"]
     short = write_wav(tmp_path / "short.wav", decode_file(clip)[:SAMPLE_RATE])
     r = asrbox("speakers", "enroll", "Mr B", str(short), env=env)
     assert r.returncode != 0 and "at least" in r.stderr and "Traceback" not in r.stderr

@@ -7,12 +7,15 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
 from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.settings import Settings
 from daemon.speakers.models import present, problems, read_manifest
+from daemon.store import speakers as db
+from daemon.store.db import Store
 
 
 def prepare_speakers(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,8 +47,6 @@ def show_speaker_models(settings: Settings, verify: bool) -> int:
 
 
 def cmd_speakers(args: argparse.Namespace, settings: Settings) -> int:
-    from daemon.store.db import Store
-
     store = Store(settings.store.path)
     try:
         return _run(args, settings, store)
@@ -53,11 +54,7 @@ def cmd_speakers(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
-def _run(args: argparse.Namespace, settings: Settings, store: object) -> int:
-    from daemon.store import speakers as db
-    from daemon.store.db import Store
-
-    assert isinstance(store, Store)
+def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     if args.action == "rename":
         scope, scope_id = ("session", args.session) if args.session else ("record", args.record)
         _check_scope(store, scope, scope_id)
@@ -83,10 +80,7 @@ def _run(args: argparse.Namespace, settings: Settings, store: object) -> int:
     return 0
 
 
-def _check_scope(store: object, scope: str, scope_id: str) -> None:
-    from daemon.store.db import Store
-
-    assert isinstance(store, Store)
+def _check_scope(store: Store, scope: str, scope_id: str) -> None:
     found = store.session(scope_id) if scope == "session" else store.get(scope_id)
     if found is None:
         raise ConfigError(f"no {scope} {scope_id}")
@@ -95,16 +89,11 @@ def _check_scope(store: object, scope: str, scope_id: str) -> None:
 MIN_ENROLL_S = 3.0
 
 
-def _enroll(settings: Settings, store: object, name: str, path: object) -> float:
-    from pathlib import Path
-
+def _enroll(settings: Settings, store: Store, name: str, path: Path) -> float:
     from daemon.audio.decode import SAMPLE_RATE, decode_file
     from daemon.speakers.embed import Embedder
     from daemon.speakers.models import load
-    from daemon.store import speakers as db
-    from daemon.store.db import Store
 
-    assert isinstance(store, Store) and isinstance(path, Path)
     if not name:
         raise ConfigError("a voice needs a name")
     audio = decode_file(path)

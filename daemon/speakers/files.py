@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.audio.decode import iter_decode
 from daemon.output.formats import FileTranscript
@@ -15,6 +17,9 @@ from daemon.settings import Settings
 from daemon.speakers.cluster import Bounds, label
 from daemon.speakers.diarize import Diarization, Diarizer
 from daemon.speakers.models import load
+
+if TYPE_CHECKING:
+    from daemon.store.speakers import Voice
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +52,10 @@ class SpeakerRequest:
 class FileSpeakers:
     """Built once per transcriber (loads the two ONNX models); `label` is blocking."""
 
-    def __init__(self, settings: Settings, request: SpeakerRequest) -> None:
+    def __init__(self, settings: Settings, request: SpeakerRequest, voices: Sequence[Voice] = ()) -> None:
         sp = settings.speakers
+        self.voices = tuple(voices)  # enrolled voices: a speaker this similar to one is called by its name
+        self.voice_threshold = sp.voice_threshold
         self.diarizer = Diarizer(load(sp.folder(settings.asr)), threads=sp.threads)
         self.bounds = Bounds(
             speakers=request.speakers,
@@ -71,4 +78,17 @@ class FileSpeakers:
         took = time.perf_counter() - t0
         log.info("%s: %d speaker(s) in %.1f s", path.name, result.speakers, took)
         meta = {**transcript.meta, "speakers": {"count": result.speakers, "seconds": round(took, 3)}}
-        return dataclasses.replace(transcript, segments=tuple(segments), meta=meta)
+        names = {**self._voice_names(result), **transcript.speaker_names}
+        return dataclasses.replace(transcript, segments=tuple(segments), meta=meta, speaker_names=names)
+
+    def _voice_names(self, result: Diarization) -> dict[str, str]:
+        """Enrolled voices found among the speakers (each voice names one speaker at most, the closest)."""
+        pairs = sorted(
+            ((float(v.embedding @ c), i, v.name) for i, c in enumerate(result.centroids) for v in self.voices),
+            reverse=True,
+        )
+        named: dict[str, str] = {}
+        for sim, i, name in pairs:
+            if sim >= self.voice_threshold and label(i) not in named and name not in named.values():
+                named[label(i)] = name
+        return named
