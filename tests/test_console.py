@@ -26,10 +26,10 @@ from typing import Any
 
 import pytest
 from conftest import EVAL, ROOT, Broker, Recorder, free_port
+from headless import CHROMIUM, DRIVER, start_chrome
 from test_captions import wait
 from test_daemon import ROOT_TOPIC, daemon_env, start_daemon
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = [
     pytest.mark.model,
     pytest.mark.broker,
@@ -106,29 +106,12 @@ def box(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[B
 
 @pytest.fixture(scope="module")
 def browser(box: Box) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    os.environ["SE_AVOID_STATS"] = "true"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM or "chromium"
-    for a in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--lang=en-US",
-        "--autoplay-policy=no-user-gesture-required",
-        f"--window-size={DESKTOP[0]},{DESKTOP[1]}",
-        # every request that is not to loopback goes to a proxy that is not there (loopback bypasses proxies)
-        "--proxy-server=http://127.0.0.1:9",
-    ):
-        opts.add_argument(a)
-    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    drv = webdriver.Chrome(service=Service(executable_path=DRIVER or "chromedriver"), options=opts)
+    # Debian's driver, no Selenium Manager, no network at the start; Chromium's proxy on a dead loopback port
+    # (loopback bypasses proxies), so the page reaches nothing else either
+    drv = start_chrome(
+        ["--lang=en-US", "--autoplay-policy=no-user-gesture-required", f"--window-size={DESKTOP[0]},{DESKTOP[1]}"],
+        {"goog:loggingPrefs": {"performance": "ALL", "browser": "ALL"}},
+    )
     try:
         yield drv
     finally:
