@@ -114,11 +114,8 @@ class Diarizer:
                 start += step
                 buf, buf_start = buf[start - buf_start :], start
         last_end = windows[-1].start + WINDOW if windows else 0
-        if total > 0 and last_end < total:  # the tail: a last window ending at the end of the audio
-            at = max(total - WINDOW, 0)
-            if at < buf_start:  # keep what the buffer still has (always the last window's audio)
-                at = buf_start
-            take(at)
+        if total > 0 and last_end < total:  # the rest after the last whole window: a shorter (zero-padded) one
+            take(buf_start)
         return windows, items, total
 
     def _items(self, chunk: npt.NDArray[np.float32], index: int, win: Window) -> list[_Item]:
