@@ -263,16 +263,20 @@ def test_live_state_status_hotwords_events(daemon: HttpDaemon) -> None:
     assert status["http"]["auth"] == "open" and status["settings"]["mqtt"]["password"] == ""
     assert status["disk"]["free_mb"] > 0
 
-    with httpx.stream("GET", f"{u}/api/events?types=state,level", timeout=60) as events:
+    with httpx.stream("GET", f"{u}/api/events?types=state,level,session", timeout=60) as events:
         lines = events.iter_lines()
         seen = _next_event(lines, "state")
         level = _next_event(lines, "level")
         assert -60 < level["rms_db"] < -35 and level["rms_db"] < level["peak_db"] <= -35  # faint noise
         off = httpx.post(f"{u}/api/listening", json={"on": False}, timeout=60).json()
         assert off["ok"] and off["listening"] is False
+        stopped = _next_event(lines, "session")
+        assert stopped["event"] == "stopped" and stopped["session_id"] == seen["session_id"]
         assert _next_event(lines, "state", lambda e: e["state"] == "idle")["state"] == "idle"
         on = httpx.post(f"{u}/api/listening", json={"on": True}, timeout=60).json()
         assert on["listening"] is True and on["session_id"] and on["session_id"] != seen.get("session_id")
+        started = _next_event(lines, "session")
+        assert started["event"] == "started" and started["session_id"] == on["session_id"]
 
     put = httpx.put(f"{u}/api/hotwords", json={"terms": [" Leadbeater ", "astral plane", "Leadbeater"]}, timeout=30)
     assert put.json()["terms"] == ["Leadbeater", "astral plane"]

@@ -30,7 +30,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterato
 def test_network_bind_is_closed_until_a_credential_is_set(daemon: HttpDaemon) -> None:
     u = daemon.url
     assert httpx.get(f"{u}/health", timeout=30).status_code == 200  # open, whatever the bind
-    assert_error(httpx.get(f"{u}/api/state", timeout=30), 401, "asrbox passwd", "asrbox keys create")
+    closed = httpx.get(f"{u}/api/state", timeout=30)
+    assert_error(closed, 401, "asrbox passwd", "asrbox keys create")
+    assert closed.headers["www-authenticate"].startswith("Bearer")
     wav, _ = eval_clip("en_jfk")
     r = httpx.post(f"{u}/v1/audio/transcriptions", files={"file": ("a.wav", wav.read_bytes())}, timeout=60)
     assert_error(r, 401, "asrbox passwd")

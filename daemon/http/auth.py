@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from pydantic import BaseModel, Field
@@ -119,14 +119,18 @@ def _session(st: AuthState, request: Request) -> dict[str, Any] | None:
     return data
 
 
+def _challenge(message: str) -> HTTPException:
+    """401 with `WWW-Authenticate: Bearer` (RFC 6750), which clients expect with it."""
+    return HTTPException(401, message, headers={"WWW-Authenticate": 'Bearer realm="asrbox"'})
+
+
 def _unauthorized(st: AuthState) -> Exception:
     if st.password_hash() is None and not st.keys.any_active():
-        return refuse(
-            401,
+        return _challenge(
             f"this box listens on {st.bind} (not loopback) and has no admin password or API key yet: "
-            "run `asrbox passwd` or `asrbox keys create NAME` on the box",
+            "run `asrbox passwd` or `asrbox keys create NAME` on the box"
         )
-    return refuse(401, "authentication required: send `Authorization: Bearer <API key>` or log in")
+    return _challenge("authentication required: send `Authorization: Bearer <API key>` or log in")
 
 
 async def require_auth(
@@ -138,7 +142,7 @@ async def require_auth(
         kind = "open"
     elif credentials is not None:
         if st.keys.check(credentials.credentials) is None:
-            raise refuse(401, "invalid or revoked API key")
+            raise _challenge("invalid or revoked API key")
         kind = "key"
     else:
         session = _session(st, request)
