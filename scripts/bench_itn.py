@@ -37,8 +37,13 @@ for _ in range(5):
     t = time.perf_counter()
     ok = sum(n.normalize(s, lang) == e for lang, _, s, e in rows)
     runs.append((time.perf_counter() - t) / len(rows) * 1000)
+long = "二十三个苹果，" * 280  # 1960 characters: near MAX_CHARS, the longest text ITN takes
+t = time.perf_counter()
+n.normalize(long, "zh")
+long_s = time.perf_counter() - t
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"load_s": load, "ms": statistics.median(runs), "ok": ok, "n": len(rows), "rss_mb": rss}))
+med = statistics.median(runs)
+print(json.dumps({"load_s": load, "ms": med, "ok": ok, "n": len(rows), "rss_mb": rss, "long_s": long_s}))
 """
 
 
@@ -65,13 +70,18 @@ def main() -> int:
         for _ in range(args.rounds):
             for which in got:
                 got[which].append(child(which, work))
-    print(f"| runtime | grammar load, s | ms per sentence | right of {int(got['after'][0]['n'])} | peak RSS, MB |")
-    print("|---|---|---|---|---|")
+    n = int(got["after"][0]["n"])
+    print(f"| runtime | grammar load, s | ms per sentence | right of {n} | 1960-character text, s | peak RSS, MB |")
+    print("|---|---|---|---|---|---|")
     for which, label in (("before", f"pynini ({args.against})"), ("after", "kaldifst (this tree)")):
-        med = {k: statistics.median(r[k] for r in got[which]) for k in ("load_s", "ms", "ok", "rss_mb")}
-        print(f"| {label} | {med['load_s']:.2f} | {med['ms']:.2f} | {int(med['ok'])} | {med['rss_mb']:.0f} |")
-    ratios = [a["ms"] / b["ms"] for a, b in zip(got["after"], got["before"], strict=True)]
-    print(f"\nms per sentence, after/before per round: {', '.join(f'{r:.2f}' for r in ratios)}")
+        med = {k: statistics.median(r[k] for r in got[which]) for k in ("load_s", "ms", "ok", "rss_mb", "long_s")}
+        print(
+            f"| {label} | {med['load_s']:.2f} | {med['ms']:.2f} | {int(med['ok'])} | {med['long_s']:.2f} "
+            f"| {med['rss_mb']:.0f} |"
+        )
+    for key, what in (("ms", "ms per sentence"), ("long_s", "the long text")):
+        ratios = [a[key] / b[key] for a, b in zip(got["after"], got["before"], strict=True)]
+        print(f"\n{what}, after/before per round: {', '.join(f'{r:.2f}' for r in ratios)}")
     return 0
 
 

@@ -82,7 +82,7 @@ class Grammar:
         data = text.encode("utf-8")
         lines = [f"{i} {i + 1} {b}" for i, b in enumerate(data)]
         lines.append(str(len(data)))
-        lattice = self._kf.compose(self._kf.compile("\n".join(lines), acceptor=True), fst)
+        lattice = self._kf.compose(self._kf.compile("\n".join(lines), acceptor=True), fst, match_side="right")
         ok, _, olabels, _ = self._kf.get_linear_symbol_sequence(self._kf.shortest_path(lattice, 1))
         if not ok or lattice.start < 0:
             raise ValueError("the grammar has no path for this text")
