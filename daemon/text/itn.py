@@ -321,7 +321,7 @@ class Itn:
         """Never raises: on any failure the text comes back unchanged (one warning; the traceback at DEBUG)."""
         if self._missing or language not in (*CHINESE_LANGUAGES, "en") or not text:
             return text
-        if len(text) > MAX_CHARS:  # the grammar takes ~1 ms a character: a runaway text would stall the worker
+        if len(text) > MAX_CHARS:  # ~2 ms a character on long texts: a runaway text would stall the worker
             log.warning("ITN skipped for one text of %d characters (at most %d)", len(text), MAX_CHARS)
             return text
         try:

@@ -63,7 +63,7 @@ class Grammar:
         if not path.is_file():
             raise FileNotFoundError(f"ITN grammar {path} is missing (rebuild with scripts/build-itn)")
         fst = self._kf.StdVectorFst.read(str(path))
-        self._kf.arcsort(fst, "ilabel")
+        self._kf.arcsort(fst, "ilabel")  # composition looks each input byte up in these arcs (match_side right)
         return fst
 
     def tag(self, text: str) -> str:
