@@ -303,7 +303,7 @@ class Scripted(http.server.ThreadingHTTPServer):
     """Answers each POST with the next scripted (status, body); records what it was sent."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, Any]] = []
+        self.script: list[tuple[Any, ...]] = []  # (status, body[, delay_s])
         self.models_status = 200
         self.seen: list[tuple[dict[str, str], bytes]] = []
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -333,7 +333,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.seen.append((dict(self.headers), body))
-        self._send(*self.server.script.pop(0))
+        status, reply, *delay = self.server.script.pop(0)
+        time.sleep(delay[0] if delay else 0.0)
+        self._send(status, reply)
 
 
 @pytest.fixture()
@@ -394,6 +396,23 @@ def test_protocol_edges(scripted: Scripted, tmp_path: Path, caplog: pytest.LogCa
         eng.transcribe([audio], DecodeOptions())
     assert eng.server.reachable is False and "429" in (eng.server.error or "")
     assert KEY not in caplog.text
+
+
+def test_slow_server_keeps_the_worker_alive(
+    scripted: Scripted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy server's answer may take long: the live worker's heartbeat is called while it waits (a slow server
+    is not a stalled stage), and the answer is used, not given up and asked for again."""
+    import daemon.asr.remote as remote
+
+    monkeypatch.setattr(remote, "WAIT_SLICE_S", 0.1)
+    beats: list[float] = []
+    eng = engine_for(scripted.url, tmp_path)
+    eng.alive = lambda: beats.append(time.monotonic())
+    scripted.script = [(200, {"text": "slow but sure"}, 1.0)]
+    assert eng.transcribe([np.zeros(1600, dtype=np.float32)], DecodeOptions())[0].text == "slow but sure"
+    assert len(beats) >= 5 and len(scripted.seen) == 1
+    eng.close()
 
 
 def test_unreachable_and_bad_settings(tmp_path: Path) -> None:

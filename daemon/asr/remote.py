@@ -24,7 +24,9 @@ import secrets
 import ssl
 import time
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as WaitTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +46,7 @@ RETRIES = 2  # quick retries of a refused connection / 502-504 inside one call, 
 BACKOFF_S = (0.5, 1.5)
 UNAVAILABLE_STATUS = frozenset({401, 403, 404, 408, 429, 502, 503, 504})
 MAX_REPLY = 16 * 1024 * 1024
+WAIT_SLICE_S = 5.0  # while a request is out, the caller's `alive` is called this often
 # OpenAI's verbose_json names the language ("english"); asrbox and FunASR give the code
 LANGUAGE_NAMES = {
     "english": "en", "chinese": "zh", "mandarin": "zh", "cantonese": "yue", "japanese": "ja", "korean": "ko",
@@ -139,6 +142,9 @@ class RemoteEngine:
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
         self._verbose = True  # verbose_json until the server refuses it
+        # the live worker's heartbeat: waiting on a busy server is progress, not a stalled stage
+        self.alive: Callable[[], None] | None = None
+        self._pool: ThreadPoolExecutor | None = None
         # written only by the thread that transcribes, swapped whole: readers (diagnostics) take the current value
         self.server = ServerState(r.url, None, _now())
         self.info = EngineInfo("remote", r.model, parts.netloc, "remote")
@@ -148,7 +154,9 @@ class RemoteEngine:
         return [self._one(a, options) for a in audios]
 
     def close(self) -> None:
-        """Nothing is held open between requests."""
+        """No connection is held open between requests; a request still out is left to its timeout."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
 
     # ------------------------------------------------------------------ one request
     def _one(self, audio: Audio, options: DecodeOptions) -> Transcript:
@@ -211,6 +219,21 @@ class RemoteEngine:
         return headers
 
     def _request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> tuple[int, bytes]:
+        """One exchange; with `alive` set, it runs on a helper thread while this one calls `alive` every few seconds."""
+        if self.alive is None:
+            return self._exchange(method, path, body, headers, timeout)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="asr-remote")
+        future = self._pool.submit(self._exchange, method, path, body, headers, timeout)
+        while True:
+            try:
+                return future.result(WAIT_SLICE_S)
+            except WaitTimeout:
+                self.alive()
+
+    def _exchange(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
     ) -> tuple[int, bytes]:
         conn = self._connection(timeout)

@@ -54,6 +54,8 @@ class AsrWorker(threading.Thread):
         self.post = post
         self.stop_event = threading.Event()
         self.heartbeat = Heartbeat("asr", 120.0)
+        if hasattr(engine, "alive"):  # a remote engine waiting on a busy server is making progress
+            setattr(engine, "alive", self.heartbeat.beat)  # noqa: B010
         self._context = context
         self._finals: deque[Job] = deque()
         self._partial: LatestSlot[Job] = LatestSlot()
