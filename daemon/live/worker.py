@@ -70,7 +70,6 @@ class AsrWorker(threading.Thread):
         self.last_rtf = 0.0
         self.failures = 0
         self.embed_speaker: Callable[[Audio], Any] | None = None  # set by the loop when live speakers are on
-        self.speaker_s = 0.0  # time the last final's speaker embedding took
 
     # ------------------------------------------------------------------ producers (loop, listener)
     def set_context(self, context: DecodeContext) -> None:
@@ -256,14 +255,11 @@ class AsrWorker(threading.Thread):
         """The final's speaker embedding (None when off, too short, or failed: the text goes out regardless)."""
         if self.embed_speaker is None:
             return None
-        t0 = time.perf_counter()
         try:
             return self.embed_speaker(audio)
         except Exception as exc:
             log.warning("speaker embedding failed: %s", exc)
             return None
-        finally:
-            self.speaker_s = time.perf_counter() - t0
 
 
 def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:
