@@ -1,12 +1,14 @@
 """Durable transcription jobs: queued in SQLite, run one file at a time on a job thread through the shared
 engine (background priority: live finals and API requests go first), resumed after a restart.
 
-The loop owns everything: it takes the next file from the store (oldest job first), hands it to the job thread,
-and when the thread posts the outcome back it records the file and its job row in one transaction
-(`JobStore.complete_file`), emits a bus event `job` and hands over the next file. The thread only transcribes.
-Cancelling or stopping sets the file's stop flag: the engine wrapper refuses the next window, so the file ends
-after its current one. At shutdown the file in hand is abandoned and stays queued (no failed record); after a
-crash it is 'running' in the store and goes back to the queue at the next start.
+The loop owns everything: it takes the next files from the store (the oldest job first; up to `asr.batch_size`
+files of that job at once, so that short files share the engine's batches as they do in `asrbox transcribe`),
+hands them to the job thread, and as the thread posts each file's outcome back it records the file and its job
+row in one transaction (`JobStore.complete_file`) and emits a bus event `job`; when the thread is done with
+them it hands over the next. The thread only transcribes. Cancelling or stopping sets the stop flag of what is
+in hand: the engine wrapper refuses the next window, so the files end after the current one. At shutdown the
+files in hand are abandoned and stay queued (no failed record); after a crash they are 'running' in the store
+and go back to the queue at the next start.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,15 +48,21 @@ class Interrupted(Exception):
 
 @dataclass
 class _Task:
-    work: Work
+    """Files of one job in the job thread's hands."""
+
+    works: list[Work]
     stop: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def job_id(self) -> str:
+        return self.works[0].job_id
 
 
 class _Watched:
-    """The shared engine as a job sees it: refuses the next window once the file's stop flag is set, and reports
-    how much audio has been transcribed."""
+    """The shared engine as a job sees it: refuses the next window once the stop flag is set, and reports how
+    much audio of each file (by its index in the run: `DecodeOptions.groups`) has been transcribed."""
 
-    def __init__(self, inner: Engine, stop: threading.Event, on_audio: Callable[[int], None]) -> None:
+    def __init__(self, inner: Engine, stop: threading.Event, on_audio: Callable[[list[int], list[int]], None]) -> None:
         self.inner = inner
         self.info = inner.info
         self.stop = stop
@@ -64,7 +72,7 @@ class _Watched:
         if self.stop.is_set():
             raise Interrupted("stopped before this window")
         out = self.inner.transcribe(audios, options)
-        self.on_audio(sum(int(a.size) for a in audios))
+        self.on_audio(list(options.groups or [0] * len(audios)), [int(a.size) for a in audios])
         return out
 
     def close(self) -> None:
@@ -77,9 +85,8 @@ class JobRunner:
         self._tasks: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._current: _Task | None = None  # the loop's: the file in the job thread's hands
+        self._current: _Task | None = None  # the loop's: the files in the job thread's hands
         self._stopping = False
-        self._progress_at = 0.0
 
     @property
     def db(self) -> JobStore:
@@ -104,7 +111,7 @@ class JobRunner:
         self.kick()
 
     async def stop(self) -> None:
-        """Stop taking new files; the file in hand stays queued for the next start."""
+        """Stop taking new files; the files in hand stay queued for the next start."""
         self._stopping = True
         task = self._current
         if task is not None:
@@ -113,22 +120,23 @@ class JobRunner:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, JOIN_S)
         if task is not None:
-            self.db.requeue(task.work.job_id, task.work.idx)
+            for w in task.works:
+                self.db.requeue(w.job_id, w.idx)  # those still running (the others are recorded)
 
     def kick(self) -> None:
-        """Hand the next queued file to the job thread if it is idle."""
+        """Hand the next queued files to the job thread if it is idle."""
         if self._current is not None or self._stopping or self._thread is None:
             return
-        work = self.db.take()
-        if work is None:
+        works = self.db.take(self.app.settings.asr.batch_size)
+        if not works:
             return
-        self._current = _Task(work)
-        self._progress_at = 0.0
+        self._current = _Task(works)
         self._tasks.put(self._current)
-        self.emit(work.job_id, work.idx)
+        for w in works:
+            self.emit(w.job_id, w.idx)
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel what is left of a job (the file in hand after its current window); False: nothing left."""
+        """Cancel what is left of a job (the files in hand after the current window); False: nothing left."""
         changed = self.db.cancel(job_id)
         self._interrupt(job_id)
         if changed:
@@ -144,7 +152,7 @@ class JobRunner:
 
     def _interrupt(self, job_id: str) -> None:
         task = self._current
-        if task is not None and task.work.job_id == job_id:
+        if task is not None and task.job_id == job_id:
             task.stop.set()
 
     def emit(self, job_id: str, idx: int | None) -> None:
@@ -156,22 +164,28 @@ class JobRunner:
             body["file"] = self.db.file(job_id, idx, public=True)
         self.app.bus.emit("job", body)
 
-    def _progress(self, task: _Task, value: float) -> None:
+    def _progress(self, task: _Task, values: dict[int, float]) -> None:
         if task is not self._current or self._stopping or task.stop.is_set():
             return
-        self.db.progress(task.work.job_id, task.work.idx, value)
-        self.emit(task.work.job_id, task.work.idx)
+        for i, value in values.items():
+            w = task.works[i]
+            self.db.progress(w.job_id, w.idx, value)
+            self.emit(w.job_id, w.idx)
 
-    def _done(self, task: _Task, outcome: Outcome) -> None:
+    def _file_done(self, task: _Task, i: int, outcome: Outcome) -> None:
         if self._stopping:
             return  # abandoned: `stop` puts it back in the queue
-        self._current = None
-        w = task.work
+        w = task.works[i]
         rid = self.db.complete_file(w, outcome)
         if rid is not None:
             state = "done" if outcome.transcript is not None else f"failed: {outcome.error}"
             log.info("job %s: file %d %s", w.job_id, w.idx, state)
             self.emit(w.job_id, w.idx)
+
+    def _task_done(self, task: _Task) -> None:
+        if self._stopping:
+            return
+        self._current = None
         self.kick()
 
     def _post(self, action: Callable[..., None], *args: Any) -> None:
@@ -186,26 +200,35 @@ class JobRunner:
             task = self._tasks.get()
             if task is None:
                 return
-            outcome = self._transcribe(task)
-            self._post(self._done, task, outcome)
+            for i, outcome in enumerate(self._transcribe(task)):
+                self._post(self._file_done, task, i, outcome)
+            self._post(self._task_done, task)
 
-    def _transcribe(self, task: _Task) -> Outcome:
-        w = task.work
-        path = self.app.store.root / w.path
-        total = (w.duration_s or 0.0) * SAMPLE_RATE
-        seen = [0, 0.0]  # samples transcribed, when progress was last posted
+    def _transcribe(self, task: _Task) -> Iterator[Outcome]:
+        """Each file's outcome in order; whatever fails outside a file's own handling fails the files left."""
+        paths = [self.app.store.root / w.path for w in task.works]
+        totals = [(w.duration_s or 0.0) * SAMPLE_RATE for w in task.works]
+        seen = [0.0] * len(paths)
+        last = [0.0]
 
-        def on_audio(samples: int) -> None:
-            seen[0] += samples
+        def on_audio(groups: list[int], sizes: list[int]) -> None:
+            for g, n in zip(groups, sizes, strict=True):
+                if 0 <= g < len(seen):
+                    seen[g] += n
             now = time.monotonic()
-            if total > 0 and now - seen[1] >= PROGRESS_EVERY_S:
-                seen[1] = now
-                self._post(self._progress, task, min(0.99, seen[0] / total))
+            if now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                values = {g: min(0.99, seen[g] / totals[g]) for g in set(groups) if 0 <= g < len(seen) and totals[g]}
+                self._post(self._progress, task, values)
 
+        done = 0
         try:
-            runner = self.app.files.transcriber(FileOptions.from_dict(w.options), interactive=False)
+            runner = self.app.files.transcriber(FileOptions.from_dict(task.works[0].options), interactive=False)
             runner.engine = _Watched(runner.engine, task.stop, on_audio)
-            return next(iter(runner.run([path])))
-        except Exception as exc:  # outside any file's own failure handling: still this file's failure only
-            log.debug("job %s file %d failed", w.job_id, w.idx, exc_info=True)
-            return Outcome(path, error=describe(exc))
+            for outcome in runner.run(paths):
+                done += 1
+                yield outcome
+        except Exception as exc:
+            log.debug("job %s: files failed", task.job_id, exc_info=True)
+            for path in paths[done:]:
+                yield Outcome(path, error=describe(exc))

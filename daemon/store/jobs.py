@@ -94,19 +94,28 @@ class JobStore:
             db.execute("UPDATE jobs SET status='queued' WHERE status='running'")
         return int(n)
 
-    def take(self) -> Work | None:
-        """The next queued file of the oldest queued or running job, marked running (with its job)."""
+    def take(self, limit: int) -> list[Work]:
+        """The next queued files (up to `limit`, in order) of the oldest queued or running job, marked running
+        (with their job): files of one job share its options, so they can share the engine's batches."""
         with self.store._tx() as db:
-            row = db.execute(
-                "SELECT f.job_id, f.idx, f.name, f.path, f.duration_s, j.options FROM job_files f "
-                "JOIN jobs j ON j.id = f.job_id WHERE f.status='queued' AND j.status IN ('queued', 'running') "
+            first = db.execute(
+                "SELECT f.job_id FROM job_files f JOIN jobs j ON j.id = f.job_id "
+                "WHERE f.status='queued' AND j.status IN ('queued', 'running') "
                 "ORDER BY j.created_at, j.rowid, f.idx LIMIT 1"
             ).fetchone()
-            if row is None:
-                return None
-            db.execute("UPDATE job_files SET status='running' WHERE job_id=? AND idx=?", (row[0], row[1]))
-            db.execute("UPDATE jobs SET status='running' WHERE id=?", (row[0],))
-        return Work(row[0], int(row[1]), row[2], row[3], json.loads(row[5]), row[4])
+            if first is None:
+                return []
+            job_id = first[0]
+            rows = db.execute(
+                "SELECT f.idx, f.name, f.path, f.duration_s, j.options FROM job_files f JOIN jobs j ON j.id = f.job_id "
+                "WHERE f.job_id=? AND f.status='queued' ORDER BY f.idx LIMIT ?",
+                (job_id, max(1, limit)),
+            ).fetchall()
+            db.executemany(
+                "UPDATE job_files SET status='running' WHERE job_id=? AND idx=?", [(job_id, r[0]) for r in rows]
+            )
+            db.execute("UPDATE jobs SET status='running' WHERE id=?", (job_id,))
+        return [Work(job_id, int(r[0]), r[1], r[2], json.loads(r[4]), r[3]) for r in rows]
 
     def progress(self, job_id: str, idx: int, value: float) -> None:
         self.store._write(
