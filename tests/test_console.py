@@ -62,14 +62,17 @@ def _audio(tmp: Path) -> dict[str, Path]:
 
     if not ZH_CLIP.is_file():
         pytest.skip(f"evaluation speech not found at {EVAL}")
-    silence = tmp / "silence.wav"
-    sf.write(silence, np.zeros(16000 * 5, dtype=np.int16), 16000)
+    # the microphone: a Chinese sentence, then 20 s of silence, over and over (live finals for the captions,
+    # and the engine mostly free for the uploaded files)
+    mic = tmp / "mic.wav"
+    zh_pcm = sf.read(ZH_CLIP, dtype="int16")[0]
+    sf.write(mic, np.concatenate([np.zeros(16000, np.int16), zh_pcm, np.zeros(16000 * 20, np.int16)]), 16000)
     parts = [sf.read(p, dtype="int16")[0] for p in EN_PARTS]
     en = tmp / "two lines.wav"
     sf.write(en, np.concatenate([parts[0], np.zeros(32000, dtype=np.int16), parts[1]]), 16000)
     zh = tmp / "交易.wav"
     shutil.copy(ZH_CLIP, zh)
-    return {"silence": silence, "en": en, "zh": zh}
+    return {"mic": mic, "en": en, "zh": zh}
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +93,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Iterator[B
         "ASRBOX_HTTP__PORT": str(port),
         "ASRBOX_HTTP__PASSWORD_FILE": str(tmp / "admin.pw"),
     }
-    # a silent microphone: live listening runs, the engine stays free for the uploaded files
-    args = ("--source", str(files["silence"]), "--loops", "100000")
+    args = ("--source", str(files["mic"]), "--loops", "100000")
     proc = start_daemon(daemon_env(env, broker, **extra), *args, log=tmp / "daemon.log")
     base = f"http://127.0.0.1:{port}"
     try:
@@ -304,28 +306,50 @@ def test_clicking_a_line_seeks_the_player(browser: Any, box: Box) -> None:
     assert js(browser, playing)[0] is True
 
 
-def test_practice_scores_a_record_and_lists_the_attempt(browser: Any, box: Box) -> None:
-    zh = box.records[box.files["zh"].name]
+def test_live_captions_show_the_box_s_finals(browser: Any, box: Box) -> None:
+    ready(browser, box.base + "/#/live")
+    finals = "return Array.from(document.querySelectorAll('#live-lines .line.final')).map(e => e.textContent)"
+    got = wait(lambda: js(browser, finals), 90, "a live final on the page")
+    assert re.search(r"[\u4e00-\u9fff]{4}", got[0]), got  # the Chinese sentence the microphone plays
+    grey = js(
+        browser,
+        "const p = document.createElement('p'); p.className = 'line partial';"
+        " document.getElementById('live-lines').append(p); const c = getComputedStyle(p).color; p.remove(); return c",
+    )
+    assert grey != js(browser, "return getComputedStyle(document.querySelector('#live-lines .line.final')).color")
+
+
+def test_practice_records_on_the_box_microphone_and_scores_per_character(browser: Any, box: Box) -> None:
+    target = "甚至出现交易几乎停滞的情况"  # what the box's microphone plays every 25 s
     ready(browser, box.base + "/#/practice")
-    got = fetch(browser, "/api/practice/score", "POST", {"target": "甚至出现交易几乎停滞的情况", "record_id": zh["id"],
-                                                          "learner": "小明"})  # fmt: skip
-    assert got["status"] == 200, got
-    result = got["data"]["result"]
-    assert result["language"] == "zh" and len(result["items"]) >= 13 and 0 < result["score"] <= 100
-    assert all("expected_pinyin" in it for it in result["items"])
-    assert fetch(browser, "/api/practice/score", "POST", {"target": "x", "record_id": "nope"})["status"] == 404
+    browser.find_element("id", "pr-target").send_keys(target)
     browser.find_element("id", "pr-learner").send_keys("小明")
-    click(browser, "#page-practice .row.spread button")
+    click(browser, "#pr-record")
+    wait(lambda: js(browser, "return document.getElementById('pr-score')"), 90, "the score on the page")
+    units = js(
+        browser, "return Array.from(document.querySelectorAll('#pr-result li.unit .exp')).map(e => e.textContent)"
+    )
+    assert "".join(u for u in units if u != "·") == target
+    pinyin = js(
+        browser, "return Array.from(document.querySelectorAll('#pr-result li.unit .py')).map(e => e.textContent)"
+    )
+    assert pinyin[:2] == ["shen4", "zhi4"], pinyin  # with tones
+    score = int(js(browser, "return document.getElementById('pr-score').textContent"))
     rows = "return Array.from(document.querySelectorAll('#pr-attempts tr')).map(r => r.textContent)"
-    wait(lambda: any("小明" in r for r in js(browser, rows)), 20, "the attempt in the list")
+    wait(lambda: any("小明" in r and target in r for r in js(browser, rows)), 20, "the attempt in the list")
+    attempts = fetch(browser, "/api/practice/attempts?learner=小明")["data"]["items"]
+    assert len(attempts) == 1 and attempts[0]["score"] == score and attempts[0]["target"] == target
+    assert fetch(browser, "/api/practice/score", "POST", {"target": "x", "record_id": "nope"})["status"] == 404
+    assert fetch(browser, "/api/practice/score", "POST", {"target": " ", "record_id": "nope"})["status"] == 422
 
 
 def test_start_and_stop_from_the_page_change_the_mqtt_state(browser: Any, box: Box) -> None:
     rec = Recorder(box.broker.port, f"{ROOT_TOPIC}/state")
     try:
-        last = lambda: json.loads(rec.messages[-1][1]) if rec.messages else {}  # noqa: E731
-        wait(lambda: last().get("state") == "listening", 30, "the box listening (listen_on_start)")
         ready(browser, box.base + "/#/live")
+        if js(browser, "return document.getElementById('live-state').dataset.state") != "listening":
+            click(browser, "#live-listen-on")  # (practice ended its session)
+        assert rec.wait_for(lambda m: m and json.loads(m[-1][1]).get("state") == "listening", 30), rec.messages[-3:]
         click(browser, "#live-listen-off")
         assert rec.wait_for(lambda m: json.loads(m[-1][1]).get("state") == "idle", 30), rec.messages[-3:]
         wait(lambda: js(browser, "return document.getElementById('state-badge').dataset.state") == "idle", 10, "badge")

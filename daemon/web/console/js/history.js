@@ -138,7 +138,7 @@ function row(r) {
         r.language ? h('span', { class: 'tag', text: r.language }) : null,
         r.duration_s ? h('span', { class: 'muted', text: clock(r.duration_s) }) : null,
         r.edited_at ? h('span', { class: 'tag', i18n: 'hist.edited' }) : null),
-      marked(r.text || (r.error ? '⚠ ' + r.error : ''), filters.q)));
+      marked(r.text || (r.error ? '⚠ ' + r.error : (r.status === 'pending' ? '…' : '')), filters.q)));
 }
 
 function selectAll(on) {

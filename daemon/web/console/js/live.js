@@ -115,7 +115,7 @@ function partial(p) {
 }
 
 function final(f) {
-  const id = f.utterance_id || f.id;
+  const id = f.record_id || f.utterance_id || f.id; // the record's id is the utterance's
   const el = line(id);
   partials.delete(id);
   el.className = 'line final';

@@ -54,7 +54,7 @@ async function record(button) {
       });
       status('pr.scoring');
       await post('/api/sessions/current/stop').catch(() => {});
-      const result = await post('/api/practice/score', { target, record_id: heard.id || heard.utterance_id, learner: learner || null, language });
+      const result = await post('/api/practice/score', { target, record_id: heard.record_id || heard.id || heard.utterance_id, learner: learner || null, language });
       showResult(result.result || result);
       status('');
       await attempts();
