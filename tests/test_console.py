@@ -367,6 +367,39 @@ def test_start_and_stop_from_the_page_change_the_mqtt_state(browser: Any, box: B
         rec.close()
 
 
+def test_hotwords_add_remove_import(browser: Any, box: Box) -> None:
+    ready(browser, box.base + "/#/hotwords")
+    chips = "return Array.from(document.querySelectorAll('#hw-list li span')).map(e => e.textContent)"
+    browser.find_element("id", "hw-new").send_keys("钉钉，Kubernetes\n")
+    wait(lambda: js(browser, chips) == ["钉钉", "Kubernetes"], 20, "two hotwords on the page")
+    assert fetch(browser, "/api/hotwords")["data"]["terms"] == ["钉钉", "Kubernetes"]
+    browser.find_element("css selector", "#hw-list button[aria-label='Remove 钉钉']").click()
+    wait(lambda: js(browser, chips) == ["Kubernetes"], 20, "the removal")
+    terms = box.tmp / "terms.txt"
+    terms.write_text("通义千问\nKubernetes\n", encoding="utf-8")
+    browser.find_element("id", "hw-file").send_keys(str(terms))
+    wait(lambda: js(browser, chips) == ["Kubernetes", "通义千问"], 20, "the imported file")
+    assert fetch(browser, "/api/hotwords")["data"]["terms"] == ["Kubernetes", "通义千问"]
+    ready(browser, box.base + "/#/live")
+    live = "return Array.from(document.querySelectorAll('#live-hotwords li')).map(e => e.textContent)"
+    wait(lambda: js(browser, live) == ["Kubernetes", "通义千问"], 20, "the hotwords in force on Live")
+    assert fetch(browser, "/api/hotwords", "PUT", {"terms": []})["status"] == 200
+
+
+def test_delete_asks_first(browser: Any, box: Box) -> None:
+    zh = box.records[box.files["zh"].name]
+    ready(browser, f"{box.base}/#/history/record/{zh['id']}")
+    click(browser, "#rec-delete")
+    wait(lambda: js(browser, "return document.getElementById('confirm').open"), 10, "the confirmation")
+    browser.find_element("css selector", "#confirm button[value=cancel]").click()
+    assert fetch(browser, f"/api/records/{zh['id']}")["status"] == 200
+    click(browser, "#rec-delete")
+    wait(lambda: js(browser, "return document.getElementById('confirm').open"), 10, "the confirmation")
+    browser.find_element("id", "confirm-ok").click()
+    wait(lambda: browser.current_url.endswith("/#/history"), 20, "the way back to the list")
+    assert fetch(browser, f"/api/records/{zh['id']}")["status"] == 404
+
+
 def test_every_page_works_offline_and_asks_nothing_of_another_host(browser: Any, box: Box) -> None:
     browser.get_log("performance")  # start from here
     browser.get_log("browser")
