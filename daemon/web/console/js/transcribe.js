@@ -39,7 +39,18 @@ export function mount(section) {
     h('div', { id: 'tr-jobs' }),
   );
   renderPicked();
-  on('job', debounce((ev) => (ev && ev.job_id ? refreshJob(ev.job_id) : refresh()), 150));
+  on('job', (ev) => {
+    if (ev && ev.status === 'deleted') { forget(ev.job_id); return; }
+    jobEvent(ev);
+  });
+}
+
+const jobEvent = debounce((ev) => (ev && ev.job_id ? refreshJob(ev.job_id) : refresh()), 150);
+
+function forget(id) {
+  jobs.delete(id);
+  const card = root.querySelector(`.job[data-id="${CSS.escape(id)}"]`);
+  if (card) card.remove();
 }
 
 export async function show() {
