@@ -28,7 +28,9 @@ def quiet_noise_wav(path: Path, seconds: float = 1.0, amplitude: float = 0.01) -
 
 
 class HttpDaemon:
-    def __init__(self, workdir: Path, cache_dir: Path, bind: str = "127.0.0.1", **extra: str) -> None:
+    def __init__(
+        self, workdir: Path, cache_dir: Path, bind: str = "127.0.0.1", source: Path | None = None, **extra: str
+    ) -> None:
         self.workdir = workdir
         self.store = workdir / "store"
         self.port = free_port()
@@ -45,10 +47,10 @@ class HttpDaemon:
             ASRBOX_MQTT__PORT=str(free_port()),  # no broker: the HTTP face works without one
             ASRBOX_MQTT__DEVICE_ID="httpbox",
             PYTHONUNBUFFERED="1",
-            **extra,
         )
+        self.env.update(extra)  # may name a broker (ASRBOX_MQTT__PORT) too
         self.log = workdir / "daemon.log"
-        noise = quiet_noise_wav(workdir / "noise.wav")
+        noise = source or quiet_noise_wav(workdir / "noise.wav")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "daemon", "run", "--source", str(noise), "--loops", "100000"],
             env=self.env,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +11,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from daemon import __version__
 from daemon.errors import AsrboxError
@@ -40,6 +43,7 @@ def create_app(core: App) -> FastAPI:
     app.state.auth = auth.build_state(core)
     app.state.metrics = metrics.make_registry(core)
     _handlers(app)
+    app.add_middleware(_Contained)
     # Open whatever the bind: login/logout, /health, /docs (+ /openapi.json), the console's pages and assets.
     for router in (auth.router, openai_api.public, docs.router, console.router):
         app.include_router(router)
@@ -69,8 +73,42 @@ def _handlers(app: FastAPI) -> None:
         status = getattr(exc, "http_status", 400)
         return JSONResponse(error_body(status, str(exc)), status)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.error("HTTP %s %s: internal error: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        log.debug("HTTP internal error", exc_info=exc)
-        return JSONResponse(error_body(500, "internal error (logged on the box)"), 500)
+
+class _Contained:
+    """An unexpected exception: a 500 in the error shape and one ERROR line (the traceback at DEBUG).
+
+    Not an `exception_handler(Exception)`: Starlette's ServerErrorMiddleware calls that one and then re-raises,
+    so uvicorn logged every such request's traceback at ERROR. This middleware sits inside it and keeps the
+    exception. If the answer had already started (a stream that failed), the connection is just closed. A request
+    uvicorn cancels at shutdown (still transcribing when its grace period ends) gets a 503 if it can, and one
+    WARNING line, instead of uvicorn's traceback of the CancelledError."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except asyncio.CancelledError:
+            log.warning("HTTP %s %s: cut off by the shutdown", scope.get("method"), scope.get("path"))
+            if not started:
+                with contextlib.suppress(Exception):
+                    await JSONResponse(error_body(503, "the box is shutting down: try again in a moment"), 503)(
+                        scope, receive, send
+                    )
+        except Exception as exc:
+            method, path = scope.get("method"), scope.get("path")
+            log.error("HTTP %s %s: internal error: %s: %s", method, path, type(exc).__name__, exc)
+            log.debug("HTTP internal error", exc_info=exc)
+            if not started:
+                await JSONResponse(error_body(500, "internal error (logged on the box)"), 500)(scope, receive, send)

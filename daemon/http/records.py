@@ -20,13 +20,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from daemon.http.deps import core
 from daemon.output.exports import EXPORT_FORMATS, MEDIA_TYPES, render_export
 from daemon.store import records as history
 from daemon.store.db import Store
-from daemon.store.records import MAX_LIMIT, HistoryError, RecordFilter, parse_time
+from daemon.store.records import MAX_LIMIT, HistoryError, RecordFilter, parse_time, valid_text
 from daemon.store.speakers import names as speaker_names
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ assert set(EXPORT_FORMATS) == set(ExportFormat.__args__)  # type: ignore[attr-de
 MAX_EXPORT_IDS = 10_000
 CHUNK = 256 * 1024
 _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?)$")
+_BYTE_POS = re.compile(r"[0-9]{1,1000}")  # ASCII digits (str.isdigit takes "²"), under int()'s 4300-digit cap
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"page size, 1..{MAX_LIMIT}")]
 Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
@@ -54,6 +56,13 @@ class ExportRequest(BaseModel):
     ids: list[str] = Field(min_length=1, max_length=MAX_EXPORT_IDS)
     format: ExportFormat = "txt"
     title: str | None = Field(None, max_length=200)
+
+    @field_validator("ids")
+    @classmethod
+    def _unicode(cls, ids: list[str]) -> list[str]:
+        if not all(valid_text(i) for i in ids):
+            raise ValueError("not valid Unicode text (a lone surrogate)")
+        return ids
 
 
 class SessionStart(BaseModel):
@@ -76,6 +85,7 @@ async def list_records(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
+    q = _CONTROL.sub(" ", q) if q else q  # a NUL would end SQLite's reading of the search
     f = RecordFilter(
         q=q if q and q.strip() else None,
         since=parse_time(since, "since"),
@@ -164,16 +174,16 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, dash, last = (x.strip() for x in spec.partition("-"))
     span: tuple[int, int] | None = None
-    if dash and first.isdigit() and (last.isdigit() or not last):
+    if dash and _BYTE_POS.fullmatch(first) and (_BYTE_POS.fullmatch(last) or not last):
         start = int(first)
         end = min(int(last) + 1, size) if last else size
         span = (start, end) if start < size and end > start else None
-    elif dash and not first and last.isdigit() and int(last) > 0 and size > 0:
+    elif dash and not first and _BYTE_POS.fullmatch(last) and int(last) > 0 and size > 0:
         span = (max(size - int(last), 0), size)
     if span is None:
         raise HTTPException(
             416,
-            f"range {header!r} is not satisfiable for {size} bytes (e.g. bytes=0-1023, bytes=1024-, bytes=-1024)",
+            f"range {header[:60]!r} is not satisfiable for {size} bytes (e.g. bytes=0-1023, bytes=1024-, bytes=-1024)",
             headers={"Content-Range": f"bytes */{size}"},
         )
     return span

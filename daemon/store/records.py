@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import os
 import sqlite3
 from dataclasses import dataclass
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 500
 MAX_SEGMENTS = 20_000
 MAX_TEXT = 1_000_000  # characters of one record's text
+MAX_SECONDS = 1e7  # a segment's time (about 116 days): anything larger is not a time in a recording
+MAX_CURSOR_KEY = 2**63 - 1  # a rowid is a signed 64-bit integer
+SHOWN_ID = 80  # characters of an unknown id repeated in an error
 
 _COLUMNS = (
     "r.rowid AS rowid, r.id, r.kind, r.status, r.source, r.session_id, r.created_at, r.started_at, r.ended_at, "
@@ -74,11 +78,13 @@ def parse_time(value: str | None, name: str, end_of_day: bool = False) -> str | 
             dt = datetime.combine(day, time.max if end_of_day else time.min)
         else:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise HistoryError(f"{name}: not a date or ISO time: {value!r} (e.g. 2026-03-05 or 2026-03-05T14:00)") from None
-    if dt.tzinfo is None:
-        dt = dt.astimezone()  # the box's local time
-    return iso(dt)
+        if dt.tzinfo is None:
+            dt = dt.astimezone()  # the box's local time
+        return iso(dt)
+    except (ValueError, OverflowError):  # not a time, or one at the calendar's edge (year 1, 9999 + a zone)
+        raise HistoryError(
+            f"{name}: not a date or ISO time: {value[:40]!r} (e.g. 2026-03-05 or 2026-03-05T14:00)"
+        ) from None
 
 
 def encode_cursor(*key: Any) -> str:
@@ -95,10 +101,32 @@ def decode_cursor(cursor: str, shape: tuple[type, ...]) -> list[Any]:
     if (
         not isinstance(key, list)
         or len(key) != len(shape)
-        or not all(isinstance(k, t) for k, t in zip(key, shape, strict=True))
+        or not all(isinstance(k, t) and _storable(k) for k, t in zip(key, shape, strict=True))
     ):
         raise HistoryError("cursor: not a cursor this server gave (use next_cursor as it came)")
     return key
+
+
+def _storable(value: Any) -> bool:
+    """A cursor's part SQLite can bind: an integer within 64 bits, text that is valid Unicode."""
+    if isinstance(value, int):
+        return abs(value) <= MAX_CURSOR_KEY
+    return not isinstance(value, str) or valid_text(value)
+
+
+def valid_text(text: str) -> bool:
+    """Text that can be stored as UTF-8 (JSON lets a client send lone surrogates such as "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(text: str, where: str) -> str:
+    if not valid_text(text):
+        raise HistoryError(f"{where}: not valid Unicode text (a lone surrogate)")
+    return text
 
 
 def join_texts(texts: list[str], language: str | None) -> str:
@@ -134,7 +162,7 @@ def _get(row: sqlite3.Row, key: str) -> Any:
 def record_row(store: Store, record_id: str) -> sqlite3.Row:
     row = store._read_one(f"SELECT {_columns(store)} FROM records r WHERE r.id=?", (record_id,))
     if row is None:
-        raise HistoryError(f"no record {record_id!r}", 404)
+        raise HistoryError(f"no record {record_id[:SHOWN_ID]!r}", 404)
     return row
 
 
@@ -152,7 +180,7 @@ def rows(store: Store, ids: list[str]) -> list[sqlite3.Row]:
         found += store._read(f"SELECT {columns} FROM records r WHERE r.id IN ({marks})", part)
     missing = set(ids) - {r["id"] for r in found}
     if missing:
-        raise HistoryError(f"no record {sorted(missing)[0]!r}", 404)
+        raise HistoryError(f"no record {sorted(missing)[0][:SHOWN_ID]!r}", 404)
     return sorted(found, key=lambda r: (r["created_at"], r["rowid"]))
 
 
@@ -213,7 +241,7 @@ def page(
 def session_row(store: Store, session_id: str) -> dict[str, Any]:
     row = store._read_one("SELECT id, name, started_at, ended_at, summary FROM sessions WHERE id=?", (session_id,))
     if row is None:
-        raise HistoryError(f"no session {session_id!r}", 404)
+        raise HistoryError(f"no session {session_id[:SHOWN_ID]!r}", 404)
     return _session_view(row)
 
 
@@ -247,20 +275,30 @@ def check_segments(segments: Any) -> list[dict[str, Any]]:
     for i, s in enumerate(segments):
         if not isinstance(s, dict) or not isinstance(s.get("text"), str):
             raise HistoryError(f"segments[{i}]: an object with start, end and text")
-        start, end = s.get("start"), s.get("end")
-        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (start, end)):
-            raise HistoryError(f"segments[{i}]: start and end must be numbers (seconds)")
-        assert isinstance(start, int | float) and isinstance(end, int | float)
-        if not 0 <= start <= end:
+        start, end = _seconds(s.get("start"), i), _seconds(s.get("end"), i)
+        if not start <= end:
             raise HistoryError(f"segments[{i}]: needs 0 <= start <= end")
-        seg: dict[str, Any] = {"start": float(start), "end": float(end), "text": s["text"]}
+        seg: dict[str, Any] = {"start": start, "end": end, "text": check_text(s["text"], f"segments[{i}].text")}
         speaker = s.get("speaker")
         if speaker is not None:
             if not isinstance(speaker, str):
                 raise HistoryError(f"segments[{i}]: speaker must be a string")
-            seg["speaker"] = speaker
+            seg["speaker"] = check_text(speaker, f"segments[{i}].speaker")
         out.append(seg)
     return out
+
+
+def _seconds(value: Any, i: int) -> float:
+    """A segment's start or end: a finite number of seconds in 0..MAX_SECONDS (JSON allows Infinity, NaN and
+    integers too large for a float; none of them is a time, and Infinity cannot be sent back as JSON)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise HistoryError(f"segments[{i}]: start and end must be numbers (seconds)")
+    if isinstance(value, int) and abs(value) > MAX_SECONDS:
+        value = math.inf  # float() of a 400-digit integer raises
+    seconds = float(value)
+    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_SECONDS):
+        raise HistoryError(f"segments[{i}]: needs 0 <= start <= end <= {MAX_SECONDS:.0f} seconds")
+    return seconds
 
 
 def _editable(store: Store, record_id: str) -> sqlite3.Row:
@@ -280,6 +318,8 @@ def edit(store: Store, record_id: str, text: str | None, segments: list[dict[str
         raise HistoryError("nothing to change: give text and/or segments")
     if text is not None and len(text) > MAX_TEXT:
         raise HistoryError(f"text: at most {MAX_TEXT} characters")
+    if text is not None:
+        check_text(text, "text")
     old_segments = json.loads(row["segments"]) if row["segments"] else []
     if segments is None:
         segments = [{**old_segments[0], "text": text}] if len(old_segments) == 1 else old_segments

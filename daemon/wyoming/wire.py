@@ -50,6 +50,8 @@ def _object(raw: bytes, what: str) -> dict[str, Any]:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise WireError(f"event {what} is not JSON") from None
+    except RecursionError:  # "[[[[...]]]]" nested deeper than the decoder goes, well within MAX_LINE
+        raise WireError(f"event {what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise WireError(f"event {what} is not a JSON object")
     return value
