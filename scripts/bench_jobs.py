@@ -196,7 +196,7 @@ def cli_inprocess(files: list[Path]) -> float:
     try:
         lang = None if s.asr.language == "auto" else s.asr.language
         runner = BatchTranscriber(
-            engine, partial(load_vad, s.vad.engine), s.vad, TextPipeline(s.text, s.asr.cache_dir), None,
+            engine, partial(load_vad, s.vad.engine), s.vad, TextPipeline(s.text), None,
             s.asr.batch_size, language=lang, force=True, hotwords=s.text.terms(),
         )  # fmt: skip
         t0 = time.perf_counter()

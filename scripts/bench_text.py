@@ -60,7 +60,7 @@ def hotwords(manifest: Path) -> str:
     for name, flags in CONDITIONS.items():
         text = TextSettings(**flags)
         runner = BatchTranscriber(
-            engine, SileroVad, settings.vad, TextPipeline(text, settings.asr.cache_dir), None, 8, hotwords=terms
+            engine, SileroVad, settings.vad, TextPipeline(text), None, 8, hotwords=terms
         )
         t0 = time.perf_counter()
         hyps: dict[str, Any] = {}

@@ -60,8 +60,8 @@ def test_single_characters_and_tiny_words_are_never_terms(fix: HotwordCorrector)
     assert fix.correct("go to bed", ["Go"]) == ("go to bed", [])
 
 
-def test_pipeline_keeps_raw_and_lists_replacements(tmp_path: Path) -> None:
-    pipe = TextPipeline(TextSettings(), tmp_path)
+def test_pipeline_keeps_raw_and_lists_replacements() -> None:
+    pipe = TextPipeline(TextSettings())
     t = Transcript(
         text="我们用丁丁开会 二零二五年三月五号见",
         language="zh",
@@ -74,16 +74,16 @@ def test_pipeline_keeps_raw_and_lists_replacements(tmp_path: Path) -> None:
     assert t.text == "我们用丁丁开会 二零二五年三月五号见"  # the engine's transcript is not changed
 
 
-def test_layers_switch_off(tmp_path: Path) -> None:
-    off = TextPipeline(TextSettings(hotword_correction=False, hotword_biasing=False, itn=False), tmp_path)
+def test_layers_switch_off() -> None:
+    off = TextPipeline(TextSettings(hotword_correction=False, hotword_biasing=False, itn=False))
     assert off.text("我们用丁丁开会", "zh", ["钉钉"]) == "我们用丁丁开会"
     assert off.engine_hotwords(["钉钉"]) == ()
-    on = TextPipeline(TextSettings(), tmp_path)
+    on = TextPipeline(TextSettings())
     assert on.engine_hotwords(["钉钉"]) == ("钉钉",)
 
 
-def test_traditional_script_after_itn(tmp_path: Path) -> None:
-    pipe = TextPipeline(TextSettings(chinese_script="traditional"), tmp_path)
+def test_traditional_script_after_itn() -> None:
+    pipe = TextPipeline(TextSettings(chinese_script="traditional"))
     # the grammar reads simplified numerals: 兩 and 萬 in the engine's output still convert
     assert pipe.text("會議有兩萬三千人", "zh") == "會議有23000人"
 
@@ -125,12 +125,11 @@ def test_a_proper_noun_gets_its_capitals(fix: HotwordCorrector) -> None:
     assert fix.correct("deploy on kubernetes", ["Kubernetes"])[0] == "deploy on Kubernetes"
 
 
-def test_warm_loads_both_grammars_once(tmp_path: Path) -> None:
-    pipe = TextPipeline(TextSettings(), tmp_path)
+def test_warm_loads_both_grammars_once() -> None:
+    pipe = TextPipeline(TextSettings())
     pipe.warm()
     assert pipe.itn._zh is not None and pipe.itn._en is not None
-    assert (tmp_path / "itn-en").is_dir()  # the compiled English grammar is cached for the next start
-    off = TextPipeline(TextSettings(itn=False), tmp_path / "off")
+    off = TextPipeline(TextSettings(itn=False))
     off.warm()
     assert off.itn._zh is None and off.itn._en is None
 

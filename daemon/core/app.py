@@ -122,7 +122,7 @@ class App:
             log.info("removed %d half-written audio file(s) left by a crash", removed)
         self.notifier.status("loading the model")
         self.engine: Engine = load_engine(s.asr)
-        self.text = TextPipeline(s.text, s.asr.cache_dir)
+        self.text = TextPipeline(s.text)
         self._warm = threading.Thread(target=self.text.warm, name="itn-warm", daemon=True)
         self._warm.start()
         self.blocks: DropOldestQueue[Block] = DropOldestQueue(CAPTURE_QUEUE_BLOCKS)

@@ -62,7 +62,7 @@ class FileTranscription:
         key = bool(itn)
         cached = self._text.get(key)
         if cached is None:
-            cached = TextPipeline(s.text.model_copy(update={"itn": key}), s.asr.cache_dir)
+            cached = TextPipeline(s.text.model_copy(update={"itn": key}))
             self._text[key] = cached
         return cached
 

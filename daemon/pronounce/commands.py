@@ -26,7 +26,7 @@ def score_file(args: Namespace, settings: Settings) -> int:
     path = Path(args.file)
     engine = load_engine(settings.asr)
     vad = partial(load_vad, settings.vad.engine)
-    text = TextPipeline(settings.text, settings.asr.cache_dir)
+    text = TextPipeline(settings.text)
     runner = BatchTranscriber(engine, vad, settings.vad, text, None, 1, language=args.language)
     outcome = next(iter(runner.run([path])))
     engine.close()

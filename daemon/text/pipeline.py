@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 
 from daemon.lang import CHINESE_LANGUAGES, HAN
 from daemon.settings import TextSettings
@@ -33,7 +32,7 @@ def fullwidth_punctuation(text: str) -> str:
 
 
 class TextPipeline:
-    def __init__(self, settings: TextSettings, cache_dir: Path | None = None) -> None:
+    def __init__(self, settings: TextSettings) -> None:
         self.settings = settings
         self.itn = Itn()
         self.corrector = HotwordCorrector(settings.hotword_threshold)
