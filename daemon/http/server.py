@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from daemon.errors import ConfigError
+from daemon.listen import listen_socket
 from daemon.settings import HttpSettings
 
 if TYPE_CHECKING:
@@ -42,19 +43,7 @@ class _Server(uvicorn.Server):
 
 
 def bind_socket(s: HttpSettings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in s.bind else socket.AF_INET
-    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets that say so (proto 0 left every keep-alive
-    # response waiting ~40 ms for the client's delayed ACK)
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((s.bind, s.port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"config error: http: cannot listen on {s.bind}:{s.port}: {exc.strerror}") from None
-    return sock
+    return listen_socket("http", s.bind, s.port)
 
 
 class HttpServer:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 from typing import TYPE_CHECKING
 
 from wyoming.error import Error
 
-from daemon.errors import ConfigError
+from daemon.listen import listen_socket
 from daemon.wyoming.announce import Announcement, lan_address
 from daemon.wyoming.info import info_event
 from daemon.wyoming.session import Session
@@ -28,25 +27,11 @@ MAX_CLIENTS = 16
 STOP_S = 2.0
 
 
-def bind_socket(bind: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in bind else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((bind, port))
-        sock.listen(32)
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"config error: wyoming: cannot listen on {bind}:{port}: {exc.strerror}") from None
-    return sock
-
-
 class WyomingServer:
     def __init__(self, core: App) -> None:
         self.core = core
         self.settings = core.settings.wyoming
-        self.socket = bind_socket(self.settings.bind, self.settings.port)
+        self.socket = listen_socket("wyoming", self.settings.bind, self.settings.port, backlog=32)
         self.info = info_event(core.settings, core.engine.info)
         self._server: asyncio.Server | None = None
         self._sessions: set[asyncio.Task[None]] = set()
