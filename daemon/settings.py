@@ -54,7 +54,7 @@ class RemoteSettings(Section):
     url: str = Field("", description="the server's base URL, e.g. http://gpu-server:8000 (/v1/... is appended)")
     model: str = Field("whisper-1", description="the `model` form field the server expects")
     api_key_file: Path | None = Field(None, description="a file holding the Bearer key (never in this file)")
-    timeout_s: float = Field(120.0, gt=0, le=600, description="one request, the busy server's queue included")
+    timeout_s: float = Field(600.0, gt=0, le=3600, description="one request, the busy server's queue included")
     partials: bool = Field(True, description="send drafts for partial transcripts too (off: finals only)")
 
     @field_validator("url")

@@ -47,9 +47,10 @@ def box_env(tmp: Path, cache_dir: Path, broker: Broker, url: str, device: str, *
         ASRBOX_MQTT__HOST="127.0.0.1",
         ASRBOX_MQTT__PORT=str(broker.port),
         ASRBOX_MQTT__DEVICE_ID=device,
+        ASRBOX_ASR__REMOTE__PARTIALS="false",  # finals only (a fleet's setting), unless a test says otherwise
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -207,7 +208,10 @@ def test_box_and_cli_on_funasr_server(funasr_server: str, cache_dir: Path, broke
     """FunASR's server (random weights: the words are noise, the protocol is real): live finals with a language
     code and segment times, and `asrbox transcribe` sending a file's VAD chunks."""
     wav = eval_clip("en_jfk")[0]
-    env = box_env(tmp_path, cache_dir, broker, funasr_server, "box3", ASRBOX_ASR__REMOTE__MODEL="custom")
+    env = box_env(
+        tmp_path, cache_dir, broker, funasr_server, "box3",
+        ASRBOX_ASR__REMOTE__MODEL="custom", ASRBOX_ASR__REMOTE__PARTIALS="true",
+    )  # fmt: skip
     rec = Recorder(broker.port, "asrbox/box3/#")
     try:
         proc = start_box(env, tmp_path / "box.log", "--source", str(wav), "--speed", "4", "--exit-at-end")
