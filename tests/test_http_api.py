@@ -10,6 +10,7 @@ import json
 import shutil
 import socket
 import subprocess
+import time
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +319,44 @@ def test_metrics_docs_openapi(daemon: HttpDaemon) -> None:
         assert httpx.get(f"{u}/static/swagger/{asset}", timeout=30).status_code == 200
     schema = httpx.get(f"{u}/openapi.json", timeout=30).json()
     assert "/v1/audio/transcriptions" in schema["paths"] and "/api/hotwords" in schema["paths"]
+
+
+def test_client_gone_stops_its_transcription(daemon: HttpDaemon, tmp_path: Path) -> None:
+    """A client that gives up (a timeout, a retry) must not leave the box decoding its file for nobody: the next
+    window is not decoded; the record says why. (150 s of speech at 8 kHz, 8 bit: 5 chunks, 2 engine calls.)"""
+    import numpy as np
+
+    wav, _ = eval_clip(EN)
+    with wave.open(str(wav)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")[::2]  # 8 kHz
+    u8 = ((np.tile(pcm, -(-150 * 8000 // pcm.size))[: 150 * 8000].astype(np.int32) >> 8) + 128).astype(np.uint8)
+    long_wav = tmp_path / "long.wav"
+    with wave.open(str(long_wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(1)
+        w.setframerate(8000)
+        w.writeframes(u8.tobytes())
+    boundary = "asrboxgone"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="gone.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
+        + long_wav.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", daemon.port), timeout=30) as s:
+        s.sendall(head + body)
+    deadline = time.monotonic() + 240
+    record = None
+    while time.monotonic() < deadline and record is None:
+        items = httpx.get(f"{daemon.url}/api/records", params={"source": "file", "limit": 50}, timeout=30).json()
+        record = next((r for r in items["items"] if r["source"] == "gone.wav" and r["status"] != "pending"), None)
+        time.sleep(0.2)
+    assert record is not None, "no record of the abandoned upload"
+    assert record["status"] == "failed" and "client went away" in (record["error"] or ""), record
+    assert "the client went away" in daemon.log.read_text(errors="replace")

@@ -549,10 +549,16 @@ class App:
 
     # ------------------------------------------------------------------ files (API, jobs, Wyoming)
     async def transcribe_file(
-        self, path: Path, options: FileOptions, source: str, audio_path: str | None = None
+        self,
+        path: Path,
+        options: FileOptions,
+        source: str,
+        audio_path: str | None = None,
+        stop: threading.Event | None = None,
     ) -> tuple[Outcome, str]:
-        """Transcribe one file now (ahead of jobs, after live finals) and record it; the record's id."""
-        outcome = await asyncio.to_thread(_first, self.files.run([path], options, interactive=True))
+        """Transcribe one file now (ahead of jobs, after live finals) and record it; the record's id. Setting
+        `stop` (the client went away) ends it after the window in hand."""
+        outcome = await asyncio.to_thread(_first, self.files.run([path], options, interactive=True, stop=stop))
         return outcome, record_outcome(self.store, outcome, source, audio_path)
 
     def audio_path(self, rel: str) -> Path:

@@ -8,6 +8,7 @@ finals come first. Nothing here writes to the store: the loop records outcomes (
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -66,14 +67,16 @@ class FileTranscription:
             self._text[key] = cached
         return cached
 
-    def transcriber(self, options: FileOptions, interactive: bool) -> BatchTranscriber:
+    def transcriber(
+        self, options: FileOptions, interactive: bool, stop: threading.Event | None = None
+    ) -> BatchTranscriber:
         s = self.app.settings
         language = options.language if options.language not in (None, "", "auto") else None
         if language is None and s.asr.language != "auto":
             language = s.asr.language
         terms = tuple(dict.fromkeys((*self.app.box_hotwords, *options.hotwords)))
         return BatchTranscriber(
-            SharedEngine(self.app.worker, interactive),
+            SharedEngine(self.app.worker, interactive, stop),
             partial(load_vad, s.vad.engine),
             s.vad,
             self._pipeline(options.itn),
@@ -84,9 +87,12 @@ class FileTranscription:
             hotwords=terms,
         )
 
-    def run(self, files: Sequence[Path], options: FileOptions, interactive: bool) -> Iterator[Outcome]:
-        """Blocking (a thread's): outcomes in order, as each file completes."""
-        yield from self.transcriber(options, interactive).run(files)
+    def run(
+        self, files: Sequence[Path], options: FileOptions, interactive: bool, stop: threading.Event | None = None
+    ) -> Iterator[Outcome]:
+        """Blocking (a thread's): outcomes in order, as each file completes; `stop` ends a file after the window
+        in hand (it fails with the reason)."""
+        yield from self.transcriber(options, interactive, stop).run(files)
 
 
 def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str | None) -> str:

@@ -7,12 +7,15 @@ jobs use, on the one engine (ahead of jobs, after live finals): the same file an
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 import re
 import secrets
+import threading
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from daemon import __version__
+from daemon.batch.transcribe import Outcome
 from daemon.core.files import FileOptions
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import ReceivedFile, Upload, receive
@@ -30,6 +34,8 @@ from daemon.output.formats import FileTranscript, render
 router = APIRouter(tags=["openai"])
 public = APIRouter(tags=["health"])  # open, whatever the bind
 
+log = logging.getLogger(__name__)
+DISCONNECT_POLL_S = 0.5
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
 UPLOADS = Path("uploads") / "api"
@@ -179,8 +185,8 @@ async def transcriptions(request: Request) -> Response:
         raise
     filename, path = received.name, received.path
     options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn)
-    outcome, record_id = await app.transcribe_file(
-        path, options, source=filename, audio_path=str(path.relative_to(app.store.root))
+    outcome, record_id = await _while_connected(
+        request, lambda stop: app.transcribe_file(path, options, filename, str(path.relative_to(app.store.root)), stop)
     )
     t = outcome.transcript
     if t is None:
@@ -191,6 +197,26 @@ async def transcriptions(request: Request) -> Response:
     if ask.stream:
         return StreamingResponse(_sse(t), media_type="text/event-stream", headers=headers)
     return _respond(t, ask, headers)
+
+
+async def _while_connected(
+    request: Request, start: Callable[[threading.Event], Awaitable[tuple[Outcome, str]]]
+) -> tuple[Outcome, str]:
+    """Run the transcription; when the client disconnects (or the server stops the request), its next window is
+    not decoded: nobody would read the answer, and a client that gave up and retried must not leave the box
+    decoding abandoned work ahead of live windows' turn."""
+    stop = threading.Event()
+    work = asyncio.ensure_future(start(stop))
+    try:
+        while not work.done():
+            await asyncio.wait({work}, timeout=DISCONNECT_POLL_S)
+            if not work.done() and await request.is_disconnected():
+                log.info("HTTP: the client went away; its transcription stops after the window in hand")
+                stop.set()
+        return await work
+    finally:
+        if not work.done():
+            stop.set()
 
 
 def _usage(t: FileTranscript) -> dict[str, Any]:

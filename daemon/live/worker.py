@@ -273,18 +273,26 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
+class CallCancelled(RuntimeError):
+    """The caller no longer wants the result (its client went away): no more windows for it."""
+
+
 class SharedEngine:
     """The live worker's engine, for callers on other threads (API requests, jobs, Wyoming): each call is queued
-    on the worker, so one model serves everything and live speech comes first."""
+    on the worker, so one model serves everything and live speech comes first. Once `stop` is set, the next
+    call raises CallCancelled instead of queuing more work for nobody."""
 
-    def __init__(self, worker: AsrWorker, interactive: bool) -> None:
+    def __init__(self, worker: AsrWorker, interactive: bool, stop: threading.Event | None = None) -> None:
         self.worker = worker
         self.interactive = interactive
+        self.stop = stop
         self.info: EngineInfo = worker.engine.info
 
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
         if not audios:
             return []
+        if self.stop is not None and self.stop.is_set():
+            raise CallCancelled("cancelled: the client went away")
         return self.worker.call(list(audios), options, self.interactive).result()
 
     def close(self) -> None:
