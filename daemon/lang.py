@@ -12,3 +12,18 @@ CJK_LANGUAGES = frozenset({"zh", "yue", "ja"})
 HAN = "\u3400-\u9fff\uf900-\ufaff"
 # Japanese kana (hiragana and katakana), as the body of a regex character class.
 KANA = "\u3040-\u30ff"
+
+# Languages of the FunASR family by model name (a lower-case part of it); other FunASR models: zh and en.
+FUNASR_LANGUAGES = {"sensevoice": ("zh", "en", "yue", "ja", "ko"), "paraformer": ("zh", "en")}
+
+
+def model_languages(engine: str, model: str) -> tuple[str, ...] | None:
+    """The languages a loaded model recognises (ISO codes), or None when the box cannot know (a remote server)."""
+    if engine == "whisper":
+        from faster_whisper.tokenizer import _LANGUAGE_CODES  # a list of codes; no model is loaded
+
+        return tuple(_LANGUAGE_CODES)
+    if engine in ("funasr", "onnx"):
+        low = model.lower()
+        return next((langs for key, langs in FUNASR_LANGUAGES.items() if key in low), ("zh", "en"))
+    return None

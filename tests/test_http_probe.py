@@ -213,11 +213,6 @@ def test_a_boundary_too_long_is_a_4xx(box: Box) -> None:
     assert 400 <= status < 500, (status, body[:300])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/http/openai_api.py _ask: `language` is only checked against [a-z]{2,3}; 'zz' reaches the engine, "
-    "is stored as a failed record (upload kept) and answered with the engine's ValueError text",
-)
 def test_an_unknown_language_is_refused_before_anything_is_stored(box: Box) -> None:
     wav, _ = eval_clip(SHORT)
     before = len(_file_records(box))

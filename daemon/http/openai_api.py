@@ -28,7 +28,7 @@ from daemon.batch.transcribe import Outcome
 from daemon.core.files import FileOptions
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import ReceivedFile, Upload, receive
-from daemon.lang import NO_SPACE_LANGUAGES
+from daemon.lang import NO_SPACE_LANGUAGES, model_languages
 from daemon.output.formats import FileTranscript, render
 
 router = APIRouter(tags=["openai"])
@@ -88,7 +88,7 @@ def _flag(form: Upload, name: str) -> bool | None:
     raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
 
 
-def _ask(form: Upload) -> Ask:
+def _ask(form: Upload, known: tuple[str, ...] | None) -> Ask:
     fmt = (form.field("response_format") or "json").strip()
     if fmt not in FORMATS:
         raise refuse(400, f"response_format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
@@ -97,6 +97,9 @@ def _ask(form: Upload) -> Ask:
         language = None
     if language is not None and not _LANG.fullmatch(language):
         raise refuse(400, f"language: {language[:40]!r} is not an ISO-639-1 code such as 'en' or 'zh'")
+    if language is not None and known is not None and language not in known:
+        shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+        raise refuse(400, f"language: the model does not know {language!r} (it knows {shown})")
     raw_t = (form.field("temperature") or "0").strip()
     try:
         temperature = float(raw_t)
@@ -179,7 +182,7 @@ async def transcriptions(request: Request) -> Response:
     app = core(request)
     upload, received = await _receive(request)
     try:
-        ask = _ask(upload)
+        ask = _ask(upload, model_languages(app.engine.info.name, app.engine.info.model))
     except Exception:
         upload.discard()
         raise

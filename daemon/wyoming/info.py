@@ -6,11 +6,10 @@ from wyoming.event import Event
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from daemon import __version__
+from daemon.lang import model_languages
 from daemon.settings import Settings
 from daemon.transcript import EngineInfo
 
-# Languages of the FunASR family by model name (lower case substring); others: Chinese and English.
-FUNASR_LANGUAGES = {"sensevoice": ["zh", "en", "yue", "ja", "ko"], "paraformer": ["zh", "en"]}
 UPSTREAM = {
     "whisper": Attribution(name="OpenAI Whisper (CTranslate2)", url="https://github.com/openai/whisper"),
     "funasr": Attribution(name="FunASR", url="https://github.com/modelscope/FunASR"),
@@ -21,12 +20,7 @@ def languages(settings: Settings, engine: EngineInfo) -> list[str]:
     """What the model recognises; only the configured language when the box is fixed to one."""
     if settings.asr.language != "auto":
         return [settings.asr.language]
-    if engine.name == "whisper":
-        from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-        return list(_LANGUAGE_CODES)
-    model = engine.model.lower()
-    return next((langs for key, langs in FUNASR_LANGUAGES.items() if key in model), ["zh", "en"])
+    return list(model_languages(engine.name, engine.model) or ("zh", "en"))
 
 
 def info_event(settings: Settings, engine: EngineInfo) -> Event:
