@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 STOP_S = 3.0
+MAX_CONNECTIONS = 256  # open connections and tasks; the console's event streams count too
 
 
 def is_loopback(bind: str) -> bool:
@@ -63,6 +64,7 @@ class HttpServer:
             ssl_keyfile=str(s.tls_key) if s.tls_key else None,
             timeout_graceful_shutdown=int(STOP_S),
             server_header=False,
+            limit_concurrency=MAX_CONNECTIONS,  # past it: 503 at once, so stalled clients cannot pile up
         )
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
