@@ -2,7 +2,9 @@
 engine (background priority: live finals and API requests go first), resumed after a restart.
 
 The loop owns everything: it takes the next files from the store (the oldest job first; up to `asr.batch_size`
-files of that job at once, so that short files share the engine's batches as they do in `asrbox transcribe`),
+files of that job at once, so that short files share the engine's batches as they do in `asrbox transcribe`;
+one file, one window per engine call while live speech is listened to, so that a live final waits for one
+window at most),
 hands them to the job thread, and as the thread posts each file's outcome back it records the file and its job
 row in one transaction (`JobStore.complete_file`) and emits a bus event `job`; when the thread is done with
 them it hands over the next. The thread only transcribes. Cancelling or stopping sets the stop flag of what is
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import queue
 import shutil
 import threading
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 UPLOADS = "uploads"
 PROGRESS_EVERY_S = 1.0  # progress is written and announced at most this often per file
 JOIN_S = 15.0  # the window in hand at shutdown may take this long to come back
+NICE = 10  # as `asrbox transcribe --nice`
 
 
 class Interrupted(Exception):
@@ -51,6 +55,7 @@ class _Task:
     """Files of one job in the job thread's hands."""
 
     works: list[Work]
+    batch_size: int  # windows per engine call: 1 while live speech is listened to (live first)
     stop: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -127,10 +132,11 @@ class JobRunner:
         """Hand the next queued files to the job thread if it is idle."""
         if self._current is not None or self._stopping or self._thread is None:
             return
-        works = self.db.take(self.app.settings.asr.batch_size)
+        size = 1 if self.app.listening else self.app.settings.asr.batch_size  # live first: short engine calls
+        works = self.db.take(size)
         if not works:
             return
-        self._current = _Task(works)
+        self._current = _Task(works, size)
         self._tasks.put(self._current)
         for w in works:
             self.emit(w.job_id, w.idx)
@@ -196,6 +202,8 @@ class JobRunner:
 
     # ------------------------------------------------------------------ the job thread
     def _run(self) -> None:
+        with contextlib.suppress(OSError):  # this thread's decoding and VAD yield the CPU to the live path
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         while True:
             task = self._tasks.get()
             if task is None:
@@ -225,6 +233,7 @@ class JobRunner:
         try:
             runner = self.app.files.transcriber(FileOptions.from_dict(task.works[0].options), interactive=False)
             runner.engine = _Watched(runner.engine, task.stop, on_audio)
+            runner.batch_size = task.batch_size
             for outcome in runner.run(paths):
                 done += 1
                 yield outcome
