@@ -5,6 +5,7 @@ the worker stops, a call fails at once with EngineUnavailable instead of hanging
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -97,3 +98,30 @@ def test_calls_queued_at_stop_are_refused(worker: tuple[AsrWorker, GatedEngine, 
     assert first.result(10)[0].text == "1"  # the call in hand is finished
     with pytest.raises(EngineUnavailable):
         queued.result(10)
+
+
+def test_held_background_waits_for_the_live_final(worker: tuple[AsrWorker, GatedEngine, list[object]]) -> None:
+    """While a live utterance waits for its final, job windows wait too (they would delay it by a window)."""
+    w, engine, _ = worker
+    first = w.call([audio(1)], DecodeOptions(), interactive=True)
+    assert engine.entered.wait(5)
+    w.hold_background(True)
+    job_window = w.call([audio(10)], DecodeOptions(), interactive=False)
+    w.add_partial(job(30))
+    engine.release.set()
+    first.result(10)
+    wait_for(engine, 30)
+    w.add_partial(job(31))  # unheld, the job window would take its turn before this partial
+    wait_for(engine, 31)
+    assert engine.order == [1, 30, 31] and not job_window.done()  # the job window still waits
+    w.add_final(job(40))
+    w.hold_background(False)  # the final is decided
+    job_window.result(10)
+    assert engine.order == [1, 30, 31, 40, 10]
+
+
+def wait_for(engine: GatedEngine, tag: int) -> None:
+    deadline = time.monotonic() + 5
+    while tag not in engine.order:
+        assert time.monotonic() < deadline, engine.order
+        time.sleep(0.005)

@@ -515,12 +515,15 @@ class App:
             self._trackers[ev.utterance_id] = PartialTracker.new()
             while len(self._trackers) > MAX_TRACKERS:
                 self._trackers.pop(next(iter(self._trackers)))
+            self.worker.hold_background(True)  # live first: no job window may start before this final
         elif not ev.kept:
             self.final_decided(ev.utterance_id)
 
     def final_decided(self, utterance_id: str) -> None:
         """The utterance's final is stored (or it failed): no partial of it is published any more."""
         self._trackers.pop(utterance_id, None)
+        if not self._trackers:
+            self.worker.hold_background(False)
 
     def _partial(self, ev: PartialText) -> None:
         tracker = self._trackers.get(ev.utterance_id)

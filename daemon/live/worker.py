@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SPECULATIVE_CACHE = 4
 EXPECT_FINAL_S = 0.5
+HOLD_MAX_S = 20.0  # background work waits for a live utterance's final at most this long (continuous speech)
 
 
 class EngineUnavailable(RuntimeError):
@@ -64,6 +65,7 @@ class AsrWorker(threading.Thread):
         self._interactive: deque[EngineCall] = deque()  # a client waits for the answer (API request, Wyoming)
         self._background: deque[EngineCall] = deque()  # jobs: after everything live, one window at a time
         self._closed = False
+        self._hold_until = 0.0  # monotonic: background calls wait until then (a live utterance is in progress)
         self._partial_turn = True  # background work and partials take turns, so neither starves
         self._cond = threading.Condition()
         self._expect_final = False
@@ -109,6 +111,19 @@ class AsrWorker(threading.Thread):
             (self._interactive if interactive else self._background).append(EngineCall(audios, options, future))
             self._cond.notify()
         return future
+
+    def hold_background(self, hold: bool) -> None:
+        """The loop: a live utterance is being spoken or waits for its final (hold), or none is (release). While
+        held, job windows wait, so the final never queues behind one; a hold ends by itself after HOLD_MAX_S."""
+        with self._cond:
+            if not hold:
+                self._hold_until = 0.0
+                self._cond.notify()
+            elif self._hold_until == 0.0:
+                self._hold_until = time.monotonic() + HOLD_MAX_S
+
+    def _background_ready(self) -> bool:
+        return bool(self._background) and time.monotonic() >= self._hold_until
 
     @property
     def calls_waiting(self) -> int:
@@ -170,7 +185,8 @@ class AsrWorker(threading.Thread):
         return True
 
     def _has_work(self) -> bool:
-        return bool(self._finals or self._speculative or self._partial or self._interactive or self._background)
+        ready = self._background_ready()
+        return bool(self._finals or self._speculative or self._partial or self._interactive or ready)
 
     def _pick(self) -> EngineCall | tuple[str, Job] | None:
         """Live finals first, then the speculative final, then interactive calls; partials and background calls
@@ -181,11 +197,12 @@ class AsrWorker(threading.Thread):
             return ("spec", spec)
         if self._interactive:
             return self._interactive.popleft()
-        partial = self._partial.take() if self._partial_turn or not self._background else None
+        background = self._background_ready()
+        partial = self._partial.take() if self._partial_turn or not background else None
         if partial is not None:
             self._partial_turn = False
             return ("partial", partial)
-        if self._background:
+        if background:
             self._partial_turn = True
             return self._background.popleft()
         return None
