@@ -237,8 +237,11 @@ def test_bad_requests_get_clear_4xx(daemon: HttpDaemon, tmp_path: Path) -> None:
     status, err = _raw_request(daemon.port, head)
     assert status == 507 and "space" in err["error"]["message"]
 
-    # a path in the file name is only a display name: stored under uploads/api with our own name
-    status, headers, _ = curl("-F", f"file=@{wav};filename=../../../../tmp/evil.wav", u)
+    # a name that climbs folders is refused; any other path in a name is only a display name: stored under
+    # uploads/api with our own name
+    status, _, body = curl("-F", f"file=@{wav};filename=../../../../tmp/evil.wav", u)
+    assert status == 400 and "climb" in json.loads(body)["error"]["message"]
+    status, headers, _ = curl("-F", f"file=@{wav};filename=some/folder/evil.wav", u)
     assert status == 200
     record = httpx.get(f"{daemon.url}/api/records/{headers['x-asrbox-record-id']}", timeout=30).json()
     record = record.get("record", record)

@@ -201,11 +201,6 @@ def _file_records(box: Box) -> list[dict[str, Any]]:
     return list(r.json()["items"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="daemon/http/uploads.py _pump: MultipartParser(...) is built outside the try that turns parse errors "
-    "into 400, so a boundary over python-multipart's 256 bytes raises FormParserError: 500",
-)
 def test_a_boundary_too_long_is_a_4xx(box: Box) -> None:
     wav, _ = eval_clip(SHORT)
     boundary = b"B" * 5000

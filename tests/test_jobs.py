@@ -338,6 +338,7 @@ def test_bad_requests_get_4xx_json_and_nothing_stored_is_lost(daemon: Daemon) ->
     refused(415, *d.post_files("/api/jobs", [("ok.wav", wav), ("notes.txt", b"hello")]))  # one bad: all refused
     refused(413, *d.post_files("/api/jobs", [("big.wav", wav_header(2 * 1024 * 1024) + bytes(2 * 1024 * 1024))]))
     refused(400, *d.post_files("/api/jobs", [("a.wav", wav)], language="english; drop table"))
+    refused(400, *d.post_files("/api/jobs", [("a.wav", wav)], language="zz"))  # a language the model does not know
     refused(400, *d.post_files("/api/jobs", [("a.wav", wav)], itn="maybe"))
     refused(415, *d.json("POST", "/api/jobs", body=b'{"file": "x"}', headers={"Content-Type": "application/json"}))
     good, ctype = multipart([("a.wav", wav)], {})
@@ -350,8 +351,10 @@ def test_bad_requests_get_4xx_json_and_nothing_stored_is_lost(daemon: Daemon) ->
     refused(400, *d.json("GET", f"/api/jobs/{keep}/files/0/result?format=docx"))
     refused(409, *d.json("GET", f"/api/jobs/{keep}/files/0/result?format=txt"))  # held: no result yet
     refused(422, *d.json("GET", "/api/jobs?limit=0"))
-    # path traversal and control characters in a name: shown cleaned, stored where we say
-    status, body = d.post_files("/api/jobs", [("../../../etc/\u202eevil\x07name.wav", wav)], hold="true")
+    # a name that climbs folders is refused; control and bidi characters in a name: shown cleaned, stored where
+    # we say
+    refused(400, *d.post_files("/api/jobs", [("../../../etc/evil.wav", wav)], hold="true"))
+    status, body = d.post_files("/api/jobs", [("uploads/\u202eevil\x07name.wav", wav)], hold="true")
     assert status == 201, body
     other = body["job"]
     assert other["files"][0]["name"] == "evilname.wav"

@@ -24,6 +24,7 @@ from daemon.audio.decode import AUDIO_EXTENSIONS
 from daemon.batch.transcribe import transcript_from_record
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
+from daemon.lang import model_languages
 from daemon.output.formats import FORMATS, FileTranscript, csv_rows, render, to_csv
 from daemon.store.jobs import NewFile
 
@@ -40,32 +41,20 @@ MEDIA = {
     "csv": "text/csv; charset=utf-8",
 }
 _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z]{2,4})?)$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 # ---------------------------------------------------------------------------- helpers
-def _flag(upload: Upload, name: str) -> bool | None:
-    value = upload.field(name)
-    if value is None:
-        return None
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
-
-
-def _options(upload: Upload) -> dict[str, Any]:
+def _options(upload: Upload, known: tuple[str, ...] | None) -> dict[str, Any]:
     language = (upload.field("language") or "").strip() or None
     if language is not None and not _LANGUAGE.match(language):
         raise refuse(400, f"language: not a language code: {language[:40]!r}")
+    if language not in (None, "auto") and known is not None and language not in known:
+        raise refuse(400, f"language: the model does not know {language!r}")
     raw = upload.field("hotwords") or ""
     terms = [t.strip() for t in re.split(r"[\n,，]", raw) if t.strip()]
     if any(len(t) > 100 for t in terms) or len(terms) > 1000:
         raise refuse(400, "hotwords: at most 1000 terms of at most 100 characters")
-    return {"language": language, "hotwords": terms, "itn": _flag(upload, "itn")}
+    return {"language": language, "hotwords": terms, "itn": upload.flag("itn")}
 
 
 def _probe(path: Path) -> float | None:
@@ -162,7 +151,8 @@ async def create_job(request: Request) -> JSONResponse:
     try:
         upload = await _receive(request, app, job_id)
         try:
-            options, hold = _options(upload), bool(_flag(upload, "hold"))
+            known = model_languages(app.engine.info.name, app.engine.info.model)
+            options, hold = _options(upload, known), bool(upload.flag("hold"))
             name = (upload.field("name") or "").strip()[:200] or None
         except BaseException:
             upload.discard()

@@ -45,8 +45,6 @@ _EXT = re.compile(r"\.[a-z0-9]{1,8}")
 _TERM_SPLIT = re.compile(r"[\n\r,;，、；]+")
 MAX_TERM_CHARS = 40  # a longer piece of a prompt is prose, not a term
 MAX_TERM_WORDS = 4
-TRUE = ("true", "1", "yes", "on")
-FALSE = ("false", "0", "no", "off")
 CONTENT_TYPES = {
     "text": "text/plain; charset=utf-8",
     "srt": "text/plain; charset=utf-8",
@@ -76,16 +74,6 @@ def split_terms(text: str) -> tuple[str, ...]:
         if term and len(term) <= MAX_TERM_CHARS and len(term.split()) <= MAX_TERM_WORDS:
             terms.append(term)
     return tuple(dict.fromkeys(terms))
-
-
-def _flag(form: Upload, name: str) -> bool | None:
-    value = form.field(name)
-    if value is None or value.strip() == "":
-        return None
-    v = value.strip().lower()
-    if v in TRUE or v in FALSE:
-        return v in TRUE
-    raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
 
 
 def _ask(form: Upload, known: tuple[str, ...] | None) -> Ask:
@@ -118,10 +106,10 @@ def _ask(form: Upload, known: tuple[str, ...] | None) -> Ask:
         response_format=fmt,
         language=language,
         hotwords=tuple(dict.fromkeys(hotwords)),
-        itn=_flag(form, "itn"),
+        itn=form.flag("itn"),
         temperature=temperature,
         granularities=grans or ("segment",),
-        stream=bool(_flag(form, "stream")),
+        stream=bool(form.flag("stream")),
     )
 
 

@@ -32,6 +32,8 @@ SPACE_CHECK_BYTES = 16 * MB  # free space is looked at again after this much
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 100_000
 NAME_MAX = 200
+TRUE = ("true", "1", "yes", "on")
+FALSE = ("false", "0", "no", "off")
 
 
 def display_name(raw: str | None) -> str:
@@ -64,6 +66,16 @@ class Upload:
     def field(self, name: str) -> str | None:
         values = self.fields.get(name)
         return values[-1] if values else None
+
+    def flag(self, name: str) -> bool | None:
+        """A true/false form field (None when absent or empty); 400 naming the field when it is neither."""
+        value = self.field(name)
+        if value is None or value.strip() == "":
+            return None
+        v = value.strip().lower()
+        if v in TRUE or v in FALSE:
+            return v in TRUE
+        raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
 
     def discard(self) -> None:
         for f in self.files:
@@ -130,6 +142,8 @@ class _Receiver:
         if raw is None:
             return
         p.filename = raw.decode("utf-8", "replace")
+        if ".." in p.filename.replace("\\", "/").split("/"):
+            raise refuse(400, f"file name {display_name(p.filename)!r}: a name must not climb folders ('..')")
         path = self.folder / f".part-{uuid.uuid4().hex}"
         p.fh = path.open("xb")
         p.file = ReceivedFile(p.name, display_name(p.filename), path, 0, p.content_type)
@@ -194,7 +208,11 @@ async def receive(request: Request, folder: Path, *, max_file_bytes: int, min_fr
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     boundary = opts.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
+        await _drain(request)
         raise refuse(415, "send the files as multipart/form-data")
+    if len(boundary) > MAX_BOUNDARY:
+        await _drain(request)
+        raise refuse(400, f"malformed multipart body: the boundary is longer than {MAX_BOUNDARY} characters")
     folder.mkdir(parents=True, exist_ok=True)
     declared = int(request.headers.get("content-length") or 0)
     if free_bytes(folder) - declared < min_free_bytes:
@@ -211,6 +229,21 @@ async def receive(request: Request, folder: Path, *, max_file_bytes: int, min_fr
             raise refuse(507, f"cannot store the upload: {exc.strerror or exc}") from None
         raise
     return rx.upload
+
+
+MAX_BOUNDARY = 70  # RFC 2046
+DRAIN_BYTES = 4 * MB
+
+
+async def _drain(request: Request) -> None:
+    """Read (and drop) a small refused body before answering: closing with unread input resets the connection,
+    and the client would never see why it was refused. A large body is cut off instead."""
+    seen = 0
+    with contextlib.suppress(ClientDisconnect):
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > DRAIN_BYTES:
+                return
 
 
 async def _pump(request: Request, rx: _Receiver, folder: Path, min_free_bytes: int) -> None:
