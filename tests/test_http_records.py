@@ -420,7 +420,11 @@ def test_export_selection_every_format(daemon: Daemon) -> None:
     assert "Obi-Wan: hello there." in export("srt").text and "S2: general kenobi" in export("vtt").text
     assert "1.00,2.00,general kenobi,S2" in export("csv").content.decode("utf-8-sig")
     assert "Obi-Wan: hello there." in "\n".join(p.text for p in Document(io.BytesIO(export("docx").content)).paragraphs)
-    daemon.http.put(f"/api/records/{s['speaker']}/speakers/S1", json={"name": ""})
+    listed = daemon.http.get(f"/api/records/{s['speaker']}/speakers").json()["speakers"]
+    assert listed == [{"label": "S1", "name": "Obi-Wan"}, {"label": "S2", "name": None}]
+    assert daemon.http.put("/api/records/nope/speakers/S1", json={"name": "x"}).status_code == 404
+    r = daemon.http.put(f"/api/records/{s['speaker']}/speakers/S1", json={"name": ""})
+    assert r.status_code == 200 and r.json()["name"] is None
 
 
 # ---------------------------------------------------------------------------------------------- sessions

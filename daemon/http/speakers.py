@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.http.deps import core, refuse
 from daemon.store import speakers as db
+from daemon.store.db import Store
 
 router = APIRouter(tags=["speakers"])
 _LABEL = re.compile(r"^S[1-9][0-9]{0,2}$")
@@ -43,13 +44,18 @@ async def record_speakers(request: Request, record_id: str) -> dict[str, Any]:
     return {"ok": True, "speakers": [{"label": x, "name": names.get(x)} for x in _labels_of_record(rec.segments)]}
 
 
+def _rename(store: Store, scope: str, owner: str, label: str, body: SpeakerName) -> dict[str, Any]:
+    name = (body.name or "").strip() or None
+    db.rename(store, scope, owner, _label(label), name)
+    return {"ok": True, "label": label, "name": name}
+
+
 @router.put("/api/records/{record_id}/speakers/{label}")
 async def name_record_speaker(request: Request, record_id: str, label: str, body: SpeakerName) -> dict[str, Any]:
     store = core(request).store
     if store.get(record_id) is None:
         raise refuse(404, f"no record {record_id}")
-    db.rename(store, "record", record_id, _label(label), (body.name or "").strip() or None)
-    return {"ok": True, "label": label, "name": (body.name or "").strip() or None}
+    return _rename(store, "record", record_id, label, body)
 
 
 @router.put("/api/sessions/{session_id}/speakers/{label}")
@@ -57,8 +63,7 @@ async def name_session_speaker(request: Request, session_id: str, label: str, bo
     store = core(request).store
     if store.session(session_id) is None:
         raise refuse(404, f"no session {session_id}")
-    db.rename(store, "session", session_id, _label(label), (body.name or "").strip() or None)
-    return {"ok": True, "label": label, "name": (body.name or "").strip() or None}
+    return _rename(store, "session", session_id, label, body)
 
 
 @router.get("/api/sessions/{session_id}/speakers")
