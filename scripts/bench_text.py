@@ -59,9 +59,7 @@ def hotwords(manifest: Path) -> str:
     ]
     for name, flags in CONDITIONS.items():
         text = TextSettings(**flags)
-        runner = BatchTranscriber(
-            engine, SileroVad, settings.vad, TextPipeline(text), None, 8, hotwords=terms
-        )
+        runner = BatchTranscriber(engine, SileroVad, settings.vad, TextPipeline(text), None, 8, hotwords=terms)
         t0 = time.perf_counter()
         hyps: dict[str, Any] = {}
         for f, outcome in zip(files, runner.run(files), strict=True):
