@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.audio.vad import load_vad
-from daemon.batch.transcribe import BatchTranscriber, Outcome
+from daemon.batch.transcribe import BatchTranscriber, Outcome, segment_dict
 from daemon.live.worker import SharedEngine
 from daemon.store.db import Store
 from daemon.text.pipeline import TextPipeline
@@ -107,7 +107,7 @@ def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str 
         language=t.language,
         raw_text=t.raw_text,
         text=t.text,
-        segments=[{"start": x.start, "end": x.end, "text": x.text} for x in t.segments],
+        segments=[segment_dict(x) for x in t.segments],
         engine={**t.engine, "processing_s": round(t.processing_s, 3)},
         processing_s=t.processing_s,
         duration_s=t.duration_s,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.batch.transcribe import Outcome
+from daemon.batch.transcribe import Outcome, segment_dict
 from daemon.store.db import Store, utc_now
 
 JOB_FIELDS = "id, name, created_at, finished_at, status, options"
@@ -313,7 +313,7 @@ def _insert_record(db: sqlite3.Connection, outcome: Outcome, source: str, audio_
             t.language,
             t.raw_text,
             t.text,
-            json.dumps([{"start": x.start, "end": x.end, "text": x.text} for x in t.segments], ensure_ascii=False),
+            json.dumps([segment_dict(x) for x in t.segments], ensure_ascii=False),
             json.dumps({**t.engine, "processing_s": round(t.processing_s, 3)}),
             round(t.processing_s, 3),
             audio_path,
