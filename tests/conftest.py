@@ -35,6 +35,21 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return Path(env) if env else tmp_path_factory.mktemp("cache")
 
 
+@pytest.fixture(scope="session")
+def speaker_models(cache_dir: Path) -> Path:
+    """The speaker models, converted once into the session's cache (kept across runs with ASRBOX_TEST_CACHE)
+    from the wheel scripts/setup downloaded (needs torch: the funasr extra)."""
+    from daemon.speakers.models import problems
+
+    target = cache_dir / "speakers"
+    if problems(target):
+        pytest.importorskip("torch")
+        from daemon.speakers.provision import prepare
+
+        prepare(target)
+    return target
+
+
 @pytest.fixture()
 def env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
     """Environment for running `asrbox` as a subprocess against a private store and the shared cache."""

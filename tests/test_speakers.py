@@ -38,18 +38,8 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 
 
 @pytest.fixture(scope="module")
-def models(cache_dir: Path) -> Path:
-    """The speaker models, converted once into the session's cache (kept across runs with ASRBOX_TEST_CACHE)
-    from the wheel scripts/setup downloaded (needs torch: the funasr extra)."""
-    from daemon.speakers.models import problems
-
-    target = cache_dir / "speakers"
-    if problems(target):
-        pytest.importorskip("torch")
-        from daemon.speakers.provision import prepare
-
-        prepare(target)
-    return target
+def models(speaker_models: Path) -> Path:
+    return speaker_models
 
 
 @pytest.fixture(scope="module")
