@@ -40,6 +40,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(64, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _speaker(value: str) -> str:
+    """`--speaker`: a label (S1) or a given name, not empty."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty: a label such as S1, or a name given with `asrbox speakers rename`")
+    return value.strip()
+
+
+def _count(value: str) -> int:
+    """`--limit`: a whole number, at least 1."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: at least 1")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="asrbox", description="Private, offline speech-to-text appliance.")
     p.add_argument("--version", action="version", version=f"asrbox {__version__}")
@@ -93,12 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("history", help="list, search, show, export or delete stored transcripts")
     hs = with_common(h.add_subparsers(dest="action", required=True, parser_class=_Parser))
     hl = hs.add_parser("list", help="latest records")
-    hl.add_argument("--limit", "-n", type=int, default=20)
+    hl.add_argument("--limit", "-n", type=_count, default=20)
     hl.add_argument("--since")
     hl.add_argument("--until")
     hq = hs.add_parser("search", help="full-text search (Chinese too)")
     hq.add_argument("query")
-    hq.add_argument("--limit", "-n", type=int, default=20)
+    hq.add_argument("--limit", "-n", type=_count, default=20)
+    for cmd in (hl, hq):
+        cmd.add_argument(
+            "--speaker", type=_speaker, metavar="S1|NAME", help="only records said by this label or given name"
+        )
     hshow = hs.add_parser("show", help="one record in full (JSON)")
     hshow.add_argument("id")
     he = hs.add_parser("export", help="export records as CSV or JSON")
@@ -394,25 +416,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = Store(settings.store.path)
     try:
         if args.action in ("list", "search"):
-            records = (
-                store.query(search=args.query, limit=args.limit)
-                if args.action == "search"
-                else store.query(
-                    since=_when(args.since, "--since"), until=_when(args.until, "--until"), limit=args.limit
-                )
-            )
-            for r in records:
-                text = (r.text or r.error or "").replace("\n", " ")
-                if len(text) > 80:
-                    text = text[:79] + "…"
-                src = Path(r.source).name if r.source else (r.session_id or "")
-                print(
-                    f"{r.id[:8]}  {r.created_at[:19]}  {r.kind:4}  {r.status:7}  {r.language or '-':3}  "
-                    f"{src[:24]:24}  {text}"
-                )
-            if not records:
-                print("asrbox: no matching records", file=sys.stderr)
-            return 0
+            return _history_page(store, args)
         if args.action == "show":
             rec = store.get(args.id)
             if rec is None:
@@ -433,6 +437,41 @@ def cmd_history(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 64
+
+
+def _history_filter(args: argparse.Namespace) -> Any:
+    from daemon.store.records import RecordFilter
+
+    speaker = args.speaker
+    if args.action == "search":
+        return RecordFilter(q=args.query, speaker=speaker)
+    return RecordFilter(since=_when(args.since, "--since"), until=_when(args.until, "--until"), speaker=speaker)
+
+
+def _history_page(store: Store, args: argparse.Namespace) -> int:
+    """`history list|search`: one page, newest first, walked and limited in SQL (daemon.store.records.page)."""
+    from daemon.store import records as history
+    from daemon.store.speakers import names
+
+    records, _ = history.page(store, _history_filter(args), args.limit, None)
+    known: dict[tuple[str, str], dict[str, str]] = {}
+    for r in records:
+        text = (r["text"] or r["error"] or "").replace("\n", " ")
+        if r["speaker"]:  # a live utterance's label, or a file's only one: shown as its name where one is given
+            scope = ("session", r["session_id"]) if r["kind"] == "live" and r["session_id"] else ("record", r["id"])
+            if scope not in known:
+                known[scope] = names(store, *scope)
+            text = f"{known[scope].get(r['speaker'], r['speaker'])}: {text}"
+        if len(text) > 80:
+            text = text[:79] + "…"
+        src = Path(r["source"]).name if r["source"] else (r["session_id"] or "")
+        print(
+            f"{r['id'][:8]}  {r['created_at'][:19]}  {r['kind']:4}  {r['status']:7}  {r['language'] or '-':3}  "
+            f"{src[:24]:24}  {text}"
+        )
+    if not records:
+        print("asrbox: no matching records", file=sys.stderr)
+    return 0
 
 
 def _history_change(store: Store, args: argparse.Namespace) -> int:

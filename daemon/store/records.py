@@ -185,6 +185,27 @@ def rows(store: Store, ids: list[str]) -> list[sqlite3.Row]:
 
 
 # ---------------------------------------------------------------------------------------------- pages
+def speaker_condition(speaker: str, live: bool) -> tuple[str, list[str]]:
+    """SQL (on `records r`) for "said by `speaker`": a label (S1) or a name a user gave a label.
+
+    A live utterance (`live`: the store has the speakers' migration) matches by its own label, or by the name
+    given to that label in its session. A file record matches when any of its segments has the label, or a
+    label the record's names give that name. instr first: records without speakers are skipped without
+    parsing their JSON. Names of enrolled voices are not stored with records: they match only once given."""
+    seg = "json_extract(s.value, '$.speaker')"
+    labelled = f"instr(r.segments, '\"speaker\"') > 0 AND EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE {seg} = ?"
+    if not live:  # before the speakers' migration: labels only (no names either)
+        return f"({labelled}))", [speaker]
+    named_in_record = "SELECT n.label FROM speaker_names n WHERE n.scope='record' AND n.scope_id=r.id AND n.name=?"
+    in_segments = f"{labelled} OR {seg} IN ({named_in_record}))"
+    named_in_session = (
+        "EXISTS (SELECT 1 FROM speaker_names n WHERE n.scope='session' AND n.scope_id=r.session_id "
+        "AND n.label=r.speaker AND n.name=?)"
+    )
+    own = f"r.speaker IS NOT NULL AND (r.speaker = ? OR {named_in_session})"
+    return f"(({own}) OR ({in_segments}))", [speaker] * 4
+
+
 def page(
     store: Store, f: RecordFilter, limit: int, cursor: str | None, newest_first: bool = True
 ) -> tuple[list[dict[str, Any]], str | None]:
@@ -207,14 +228,9 @@ def page(
             params.append(value)
     columns = _columns(store)
     if f.speaker is not None:
-        # a label in the segments (files), or the utterance's own (live, with the speakers' migration); instr
-        # first: records without speakers are skipped without parsing their JSON
-        in_segments = (
-            "instr(r.segments, '\"speaker\"') > 0 AND "
-            "EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE json_extract(s.value, '$.speaker') = ?)"
-        )
-        where.append(f"(r.speaker = ? OR ({in_segments}))" if columns != _COLUMNS else in_segments)
-        params += [f.speaker] * (2 if columns != _COLUMNS else 1)
+        cond, values = speaker_condition(f.speaker, live=columns != _COLUMNS)
+        where.append(cond)
+        params += values
     key = "r.rowid"
     sql = f"SELECT {columns} FROM records r"
     if f.q is not None:
