@@ -3,7 +3,7 @@ import * as i18n from './i18n.js';
 import { get, on, post, setCsrf, toLogin } from './api.js';
 import { $, $$, toast } from './util.js';
 
-const PAGES = ['live', 'transcribe', 'history', 'hotwords', 'practice', 'status'];
+const PAGES = ['live', 'transcribe', 'history', 'hotwords', 'voices', 'practice', 'status'];
 const loaded = new Map();
 let current = null;
 

@@ -1,11 +1,14 @@
-// Live: state, listening on/off, a named session, captions (partials grey, finals solid), mic level, hotwords.
+// Live: state, listening on/off, a named session, captions (partials grey, finals solid, speakers coloured by
+// label with their names), naming the session's speakers, mic level, hotwords.
 import { get, on, post } from './api.js';
 import { t } from './i18n.js';
 import { $, busy, field, h, languageSelect } from './util.js';
 import { showState } from './app.js';
+import { loadNames, namesEditor, relabelWho, who } from './speakers.js';
 
 const MAX_LINES = 300;
 let root, lines, partials = new Map(), state = {};
+let speakers = { session: null, names: new Map() }; // the current session's labels and their names
 
 export function mount(section) {
   root = section;
@@ -38,6 +41,10 @@ export function mount(section) {
         h('h2', { i18n: 'live.captions' }),
         h('button', { type: 'button', class: 'ghost small', i18n: 'live.clear', onclick: () => { lines.textContent = ''; partials.clear(); } })),
       h('div', { id: 'live-lines', class: 'captions', 'aria-live': 'polite', 'aria-relevant': 'additions' })),
+    h('div', { class: 'card', id: 'live-speakers-card' },
+      h('h2', { i18n: 'spk.title' }),
+      h('p', { id: 'live-speakers-note', class: 'muted small', i18n: 'spk.live_no_session' }),
+      h('div', { id: 'live-speakers-box' })),
   );
   lines = $('#live-lines', section);
   on('state', render);
@@ -47,11 +54,43 @@ export function mount(section) {
   on('session', () => refresh());
 }
 
+// The current session's speakers (labels heard so far, their names): reloaded when the session changes
+async function loadSpeakers(force = false) {
+  const sid = state.session_id || null;
+  if (!force && sid === speakers.session) return;
+  speakers = { session: sid, names: new Map() };
+  if (sid) {
+    try { speakers.names = await loadNames('/api/sessions/' + encodeURIComponent(sid)); } catch (_) { /* none yet */ }
+  }
+  renderSpeakers();
+}
+
+function renderSpeakers() {
+  const boxEl = $('#live-speakers-box', root);
+  $('#live-speakers-note', root).dataset.i18n = speakers.session ? 'spk.live_hint' : 'spk.live_no_session';
+  $('#live-speakers-note', root).textContent = t(speakers.session ? 'spk.live_hint' : 'spk.live_no_session');
+  const typing = boxEl.contains(document.activeElement) ? document.activeElement : null; // a new label arrives
+  const kept = Array.from(boxEl.querySelectorAll('input'), (i) => [i.id, i.value]);
+  boxEl.replaceChildren(speakers.session
+    ? namesEditor('live', '/api/sessions/' + encodeURIComponent(speakers.session), speakers.names, (label, name) => relabelWho(lines, label, name))
+    : '');
+  for (const [id, value] of kept) { const i = document.getElementById(id); if (i) i.value = value; }
+  if (typing && typing.id && document.getElementById(typing.id)) document.getElementById(typing.id).focus();
+}
+
+// A final from the current session with a label not listed yet adds it to the list (its name field stays empty:
+// the caption's speaker_name may be an enrolled voice's, which is not a name given in the session)
+function heard(f) {
+  if (!f.speaker || !speakers.session || f.session_id !== speakers.session || speakers.names.has(f.speaker)) return;
+  speakers.names.set(f.speaker, null);
+  renderSpeakers();
+}
+
 export async function show() {
   await refresh();
 }
 
-export function relabel() { render(state); }
+export function relabel() { render(state); renderSpeakers(); }
 
 async function refresh() {
   try { render(await get('/api/state')); } catch (_) { /* the badge says it */ }
@@ -77,6 +116,7 @@ function render(s) {
   $('#live-listen-off', root).disabled = state.state !== 'listening';
   $('#live-listen-on', root).disabled = state.state === 'listening';
   showState(state);
+  loadSpeakers();
 }
 
 async function listening(button, onOff) {
@@ -122,8 +162,9 @@ function final(f) {
   el.textContent = '';
   const t0 = f.started_at ? new Date(f.started_at).toLocaleTimeString() : '';
   el.append(h('time', { class: 'muted', text: t0 }), ' ');
-  if (f.speaker) el.append(h('span', { class: 'speaker', text: f.speaker + ': ' }));
+  if (f.speaker) el.append(who(f.speaker, f.speaker_name));
   el.append(document.createTextNode(f.text || ''));
+  heard(f);
   scroll();
 }
 

@@ -1,11 +1,13 @@
 // One record: the audio player synced to the segments (click a line to play from there; the playing line is
-// highlighted), inline editing that keeps the recognizer's text, revert, the edit log, delete, export.
+// highlighted), inline editing that keeps the recognizer's text, revert, the edit log, delete, export; speakers
+// coloured by label with their names, renamed in place (a file's names are its own, a live utterance's its session's).
 import { api, get, post } from './api.js';
 import { t } from './i18n.js';
 import { busy, clock, confirmDialog, h, toast, when } from './util.js';
 import { downloadPost, formatSelect } from './history.js';
+import { loadNames, namesEditor, relabelWho, speakerClass, who } from './speakers.js';
 
-let rec = null, box = null, audio = null, editing = false;
+let rec = null, box = null, audio = null, editing = false, names = new Map();
 
 export async function openRecord(view, id) {
   box = view;
@@ -18,7 +20,44 @@ export async function openRecord(view, id) {
     view.append(h('p', {}, h('a', { href: '#/history', i18n: 'hist.back' })), h('p', { class: 'err', text: err.message }));
     return;
   }
+  names = await speakerNames();
   render();
+}
+
+// Where the names of this record's labels live: a live utterance's in its session, a file's in the record
+function namesBase() {
+  return rec.kind === 'live' && rec.session_id
+    ? '/api/sessions/' + encodeURIComponent(rec.session_id) : '/api/records/' + encodeURIComponent(rec.id);
+}
+
+function labels() {
+  const found = new Set((rec.segments || []).map((s) => s.speaker).filter(Boolean));
+  if (rec.speaker) found.add(rec.speaker);
+  return found;
+}
+
+async function speakerNames() {
+  const mine = labels();
+  if (!mine.size) return new Map();
+  let all = new Map();
+  try { all = await loadNames(namesBase()); } catch (_) { /* labels without names */ }
+  return new Map(Array.from(mine, (l) => [l, all.get(l) || null]));
+}
+
+function speakersCard() {
+  if (!names.size || editing) return null; // (a rename would redraw the lines being edited)
+  const live = rec.kind === 'live' && rec.session_id;
+  return h('section', { class: 'card speakers-card', 'aria-labelledby': 'rec-speakers-h' },
+    h('h3', { id: 'rec-speakers-h', i18n: 'spk.title' }),
+    h('p', { class: 'muted small', i18n: live ? 'spk.session_hint' : 'spk.record_hint' }),
+    namesEditor('rec', namesBase(), names, renamed));
+}
+
+// a rename shows at once: the lines (and their spoken labels) and the tag of a live utterance
+function renamed(label, name) {
+  box.querySelector('#rec-segments').replaceChildren(...segments().map(segment));
+  relabelWho(box.querySelector('p.meta'), label, name);
+  if (audio) follow();
 }
 
 function segments() {
@@ -44,11 +83,12 @@ function render() {
       rec.language ? h('span', { class: 'tag', text: rec.language }) : null,
       rec.duration_s ? h('span', { class: 'muted', text: clock(rec.duration_s) }) : null,
       rec.session_id ? h('a', { href: '#/history/session/' + encodeURIComponent(rec.session_id), i18n: 'hist.session' }) : null,
-      rec.speaker ? h('span', { class: 'tag', text: rec.speaker }) : null,
+      rec.speaker ? h('span', { class: 'tag ' + speakerClass(rec.speaker), dataset: { speaker: rec.speaker }, text: names.get(rec.speaker) || rec.speaker }) : null,
       rec.edited_at ? h('span', { class: 'tag', text: t('hist.edited_at', { at: when(rec.edited_at) }) }) : null),
     audio || h('p', { class: 'muted', i18n: 'hist.no_audio' }),
     h('ol', { id: 'rec-segments', class: 'segments' + (editing ? ' editing' : '') }, ...segments().map(segment)),
     actions(),
+    speakersCard(),
     h('details', { class: 'raw' }, h('summary', { i18n: 'hist.raw' }), h('p', { id: 'rec-raw', text: rec.raw_text || '' })),
     h('details', { class: 'raw', ontoggle: (e) => e.target.open && edits(e.target) }, h('summary', { i18n: 'hist.edits' }), h('ul', { class: 'edits' })));
 }
@@ -59,11 +99,11 @@ function segment(s, i) {
     : h('span', { class: 'seg-text', text: s.text });
   if (editing) text.value = s.text;
   const label = h('span', { class: 'seg-time', text: clock(s.start) });
-  const who = s.speaker ? h('span', { class: 'speaker', text: s.speaker + ': ' }) : null;
-  if (editing) return h('li', { class: 'seg', dataset: { start: s.start, end: s.end } }, label, who, text);
+  const speaker = who(s.speaker, names.get(s.speaker));
+  if (editing) return h('li', { class: 'seg', dataset: { start: s.start, end: s.end } }, label, speaker, text);
   return h('li', { class: 'seg', dataset: { start: s.start, end: s.end } },
-    h('button', { type: 'button', class: 'seg-play', onclick: () => seek(s.start), 'aria-label': t('hist.play_from', { at: clock(s.start) }) + ': ' + s.text },
-      label, who, text));
+    h('button', { type: 'button', class: 'seg-play', onclick: () => seek(s.start), 'aria-label': t('hist.play_from', { at: clock(s.start) }) + ': ' + (speaker ? speaker.textContent : '') + s.text },
+      label, speaker, text));
 }
 
 function actions() {

@@ -1,13 +1,16 @@
 // Transcribe: drop many files, pick options, upload into one held job (one request per file, with progress),
-// then a queue of the server's jobs (it survives reloads and restarts): per-file progress, cancel, downloads.
+// then a queue of the server's jobs (it survives reloads and restarts): per-file progress, cancel, downloads,
+// and the speakers each file was found to have when the job asked for them.
 import { api, get, on, post, query, upload } from './api.js';
 import { t } from './i18n.js';
 import { $, bytes, busy, clock, confirmDialog, debounce, field, h, languageSelect, when } from './util.js';
+import { loadNames, noModels, who } from './speakers.js';
 
 const FORMATS = ['txt', 'srt', 'vtt', 'json', 'csv'];
 const ACTIVE = new Set(['held', 'queued', 'running', 'pending', 'uploading']);
 const DETAILED = 5;
 let root, picked = [], jobs = new Map(), pollTimer = 0, visible = false;
+const fileSpeakers = new Map(); // record id -> Map label -> name (a done file's labels do not change)
 
 export function mount(section) {
   root = section;
@@ -33,6 +36,7 @@ export function mount(section) {
         field('tr.language', languageSelect('tr-language')),
         field('tr.hotwords', h('textarea', { id: 'tr-hotwords', rows: 3, 'data-i18n-ph': 'tr.hotwords_ph' })),
         h('label', { class: 'check' }, h('input', { type: 'checkbox', id: 'tr-itn', checked: true }), ' ', h('span', { i18n: 'tr.itn' })),
+        field('tr.speakers', speakersSelect(), 'tr.speakers_hint'),
         formats)),
     h('div', { class: 'row spread' }, h('h2', { i18n: 'tr.queue' }),
       h('button', { type: 'button', class: 'ghost small', i18n: 'refresh', onclick: () => refresh() })),
@@ -60,7 +64,21 @@ export async function show() {
 
 export function hide() { visible = false; clearTimeout(pollTimer); }
 
-export function relabel() { renderPicked(); for (const j of jobs.values()) renderJob(j); }
+export function relabel() {
+  for (const o of root.querySelectorAll('#tr-speakers option[data-n]')) o.textContent = t('tr.speakers_n', { n: o.dataset.n });
+  renderPicked();
+  for (const j of jobs.values()) renderJob(j);
+}
+
+// off / auto / exactly 2..8 (remembered in the browser)
+function speakersSelect() {
+  const sel = h('select', { id: 'tr-speakers', onchange: (e) => localStorage.setItem('asrbox.speakers', e.target.value) },
+    h('option', { value: '', i18n: 'tr.speakers_off' }), h('option', { value: 'auto', i18n: 'tr.speakers_auto' }),
+    ...[2, 3, 4, 5, 6, 7, 8].map((n) => h('option', { value: String(n), dataset: { n }, text: t('tr.speakers_n', { n }) })));
+  sel.value = localStorage.getItem('asrbox.speakers') || '';
+  if (sel.selectedIndex < 0) sel.value = '';
+  return sel;
+}
 
 function chosenFormats() {
   try { return JSON.parse(localStorage.getItem('asrbox.formats')) || ['txt', 'srt']; } catch (_) { return ['txt', 'srt']; }
@@ -96,6 +114,8 @@ function fields(form) {
   const hw = $('#tr-hotwords', root).value.trim();
   if (hw) form.append('hotwords', hw);
   form.append('itn', $('#tr-itn', root).checked ? 'true' : 'false');
+  const speakers = $('#tr-speakers', root).value;
+  if (speakers) form.append('speakers', speakers);
 }
 
 async function send(button) {
@@ -115,6 +135,7 @@ async function send(button) {
         picked.splice(picked.indexOf(p), 1);
       } catch (err) {
         p.error = err.message;
+        if (!job && noModels(err)) throw new Error(t('spk.no_models'));
         if (!job) throw err;
       }
       renderPicked();
@@ -127,6 +148,7 @@ async function send(button) {
 }
 
 async function refresh() {
+  fileSpeakers.clear(); // names may have been given in History meanwhile
   try {
     const res = await get('/api/jobs' + query({ limit: 20 }));
     const items = res.items || res.jobs || [];
@@ -205,12 +227,34 @@ function fileTable(j, base) {
         ' ', h('span', { class: 'fstatus', text: t('job.' + f.status) })),
       h('td', { class: 'muted', text: f.duration_s ? clock(f.duration_s) : bytes(f.bytes) }),
       h('td', {}, f.status === 'done'
-        ? fmts.map((x) => h('a', { href: `${base}/files/${f.idx}/result?format=${x}`, download: '', class: 'fmt', text: x }))
+        ? [...fmts.map((x) => h('a', { href: `${base}/files/${f.idx}/result?format=${x}`, download: '', class: 'fmt', text: x })),
+          askedSpeakers(j) && f.record_id ? speakersOf(f.record_id) : null]
         : (f.error ? h('span', { class: 'err', text: f.error }) : ''))));
   }
   return h('table', { class: 'files' },
     h('thead', {}, h('tr', {}, ...['tr.file', 'tr.progress', 'tr.length', 'tr.results'].map((k) => h('th', { scope: 'col', i18n: k })))),
     body);
+}
+
+function askedSpeakers(j) {
+  const o = j.options || {};
+  return Boolean(o.speakers || o.min_speakers || o.max_speakers);
+}
+
+// A done file's speakers (S1 S2, or their names) and a link to its record, where they are named; fetched once
+function speakersOf(recordId) {
+  const el = h('span', { class: 'file-speakers', dataset: { record: recordId } });
+  if (!fileSpeakers.has(recordId)) {
+    fileSpeakers.set(recordId, loadNames('/api/records/' + encodeURIComponent(recordId)).catch(() => null));
+  }
+  fileSpeakers.get(recordId).then((names) => {
+    if (!names) return;
+    el.replaceChildren(...(names.size
+      ? Array.from(names, ([label, name]) => who(label, name, ''))
+      : [h('span', { class: 'muted', i18n: 'spk.none_found' })]),
+    h('a', { href: '#/history/record/' + encodeURIComponent(recordId), i18n: names.size ? 'spk.open_record' : 'tr.open_record' }));
+  });
+  return el;
 }
 
 async function remove(button, j) {
