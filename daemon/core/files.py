@@ -8,6 +8,9 @@ finals come first. Nothing here writes to the store: the loop records outcomes (
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -16,34 +19,57 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.audio.vad import load_vad
-from daemon.batch.transcribe import BatchTranscriber, Outcome, segment_dict
+from daemon.batch.transcribe import BatchTranscriber, Outcome, describe, segment_dict
 from daemon.live.worker import SharedEngine
+from daemon.speakers.files import FileSpeakers, SpeakerRequest
+from daemon.speakers.models import present
+from daemon.store import speakers as speaker_db
 from daemon.store.db import Store
 from daemon.text.pipeline import TextPipeline
 
 if TYPE_CHECKING:
     from daemon.core.app import App
+    from daemon.store.speakers import Voice
+
+log = logging.getLogger(__name__)
+NO_SPEAKER_MODELS = "speaker models are not installed: asrbox models prepare-speakers"
 
 
 @dataclass(frozen=True)
 class FileOptions:
-    """Per-request choices; None = the box's settings. `hotwords` add to the box's list."""
+    """Per-request choices; None = the box's settings. `hotwords` add to the box's list; `speakers`: label who
+    speaks (None: no labels)."""
 
     language: str | None = None
     hotwords: tuple[str, ...] = ()
     itn: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # room for later options (speakers ...)
+    speakers: SpeakerRequest | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # room for later options
 
     def as_dict(self) -> dict[str, Any]:
-        return {"language": self.language, "hotwords": list(self.hotwords), "itn": self.itn, **self.extra}
+        """As a job stores it: the form's field names (`speakers` "auto" or N, `min_speakers`, `max_speakers`)."""
+        sp = self.speakers
+        return {
+            "language": self.language,
+            "hotwords": list(self.hotwords),
+            "itn": self.itn,
+            "speakers": None if sp is None else (sp.speakers or "auto"),
+            "min_speakers": None if sp is None else sp.min_speakers,
+            "max_speakers": None if sp is None else sp.max_speakers,
+            **self.extra,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FileOptions:
-        known = {"language", "hotwords", "itn"}
+        known = {"language", "hotwords", "itn", "speakers", "min_speakers", "max_speakers"}
+        asked = d.get("speakers")
         return cls(
             language=d.get("language") or None,
             hotwords=tuple(d.get("hotwords") or ()),
             itn=d.get("itn"),
+            speakers=None
+            if asked is None
+            else SpeakerRequest.parse(str(asked), d.get("min_speakers"), d.get("max_speakers")),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -55,6 +81,37 @@ class FileTranscription:
     def __init__(self, app: App) -> None:
         self.app = app
         self._text: dict[bool, TextPipeline] = {}
+        self._labeller: FileSpeakers | None = None  # the speaker models, loaded once by the first thread to ask
+        self._labeller_lock = threading.Lock()
+        self.voices: tuple[Voice, ...] = tuple(speaker_db.voices(app.store))  # the loop replaces it (reload)
+
+    # ------------------------------------------------------------------ speakers
+    def speaker_models_missing(self) -> str | None:
+        """Why speakers cannot be labelled (the models folder is not there), else None. Cheap: file checks."""
+        s = self.app.settings
+        return None if present(s.speakers.folder(s.asr)) else NO_SPEAKER_MODELS
+
+    def reload_voices(self) -> None:
+        """The loop's, after a voice was enrolled or deleted: files and the live labeller use the new list."""
+        self.voices = tuple(speaker_db.voices(self.app.store))
+        self.app.utterances.speakers.forget_voices()
+
+    def labeller(self, request: SpeakerRequest) -> FileSpeakers:
+        """Blocking (a worker thread's): a FileSpeakers for this request. The ONNX sessions are loaded once and
+        shared (onnxruntime runs them from several threads); each request gets its own bounds and voices."""
+        with self._labeller_lock:
+            if self._labeller is None:
+                self._labeller = FileSpeakers(self.app.settings, request)
+            base = self._labeller
+        mine = copy.copy(base)
+        mine.bounds = dataclasses.replace(
+            base.bounds,
+            speakers=request.speakers,
+            min_speakers=request.min_speakers,
+            max_speakers=request.max_speakers or self.app.settings.speakers.max_speakers,
+        )
+        mine.voices = self.voices
+        return mine
 
     def _pipeline(self, itn: bool | None) -> TextPipeline:
         s = self.app.settings
@@ -75,6 +132,7 @@ class FileTranscription:
         if language is None and s.asr.language != "auto":
             language = s.asr.language
         terms = tuple(dict.fromkeys((*self.app.box_hotwords, *options.hotwords)))
+        speakers = self.labeller(options.speakers) if options.speakers is not None else None
         return BatchTranscriber(
             SharedEngine(self.app.worker, interactive, stop),
             partial(load_vad, s.vad.engine),
@@ -85,14 +143,23 @@ class FileTranscription:
             language=language,
             force=True,
             hotwords=terms,
+            speakers=speakers,
         )
 
     def run(
         self, files: Sequence[Path], options: FileOptions, interactive: bool, stop: threading.Event | None = None
     ) -> Iterator[Outcome]:
         """Blocking (a thread's): outcomes in order, as each file completes; `stop` ends a file after the window
-        in hand (it fails with the reason)."""
-        yield from self.transcriber(options, interactive, stop).run(files)
+        in hand (it fails with the reason). If the transcriber cannot be built (the speaker models went away),
+        every file fails with that reason."""
+        try:
+            runner = self.transcriber(options, interactive, stop)
+        except Exception as exc:
+            log.debug("file transcriber not built", exc_info=True)
+            for path in files:
+                yield Outcome(path, error=describe(exc))
+            return
+        yield from runner.run(files)
 
 
 def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str | None) -> str:
@@ -113,4 +180,6 @@ def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str 
         duration_s=t.duration_s,
         meta={**t.meta, "warning": outcome.warning} if outcome.warning else t.meta,
     )
+    for label, name in t.speaker_names.items():  # enrolled voices found in the file name its labels
+        speaker_db.rename(store, "record", rid, label, name)
     return rid

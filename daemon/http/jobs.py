@@ -22,10 +22,12 @@ from fastapi.responses import JSONResponse, Response
 
 from daemon.audio.decode import AUDIO_EXTENSIONS
 from daemon.batch.transcribe import transcript_from_record
+from daemon.core.files import FileOptions
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
 from daemon.lang import model_languages
 from daemon.output.formats import FORMATS, FileTranscript, csv_rows, render, to_csv
+from daemon.store import speakers as speaker_db
 from daemon.store.jobs import NewFile
 
 if TYPE_CHECKING:
@@ -44,7 +46,10 @@ _LANGUAGE = re.compile(r"^(auto|[a-z]{2,3}(-[A-Za-z]{2,4})?)$")
 
 
 # ---------------------------------------------------------------------------- helpers
-def _options(upload: Upload, known: tuple[str, ...] | None) -> dict[str, Any]:
+def _options(upload: Upload, app: App) -> dict[str, Any]:
+    """The job's options from the form (stored with the job); 400 for a bad value, 409 when speakers are asked
+    for and the speaker models are not installed."""
+    known = model_languages(app.engine.info.name, app.engine.info.model)
     language = (upload.field("language") or "").strip() or None
     if language is not None and not _LANGUAGE.match(language):
         raise refuse(400, f"language: not a language code: {language[:40]!r}")
@@ -54,7 +59,12 @@ def _options(upload: Upload, known: tuple[str, ...] | None) -> dict[str, Any]:
     terms = [t.strip() for t in re.split(r"[\n,，]", raw) if t.strip()]
     if any(len(t) > 100 for t in terms) or len(terms) > 1000:
         raise refuse(400, "hotwords: at most 1000 terms of at most 100 characters")
-    return {"language": language, "hotwords": terms, "itn": upload.flag("itn")}
+    speakers = upload.speakers(default=app.settings.speakers.files)
+    missing = app.files.speaker_models_missing() if speakers is not None else None
+    if missing is not None:
+        raise refuse(409, missing)
+    options = FileOptions(language=language, hotwords=tuple(terms), itn=upload.flag("itn"), speakers=speakers)
+    return options.as_dict()
 
 
 def _probe(path: Path) -> float | None:
@@ -133,7 +143,7 @@ def _transcript(app: App, f: dict[str, Any]) -> FileTranscript | None:
     rec = app.store.get(f["record_id"]) if f.get("record_id") else None
     if rec is None or rec.status != "done":
         return None
-    return transcript_from_record(rec, f["name"])
+    return transcript_from_record(rec, f["name"], speaker_db.names(app.store, "record", rec.id))
 
 
 def _download(body: str | bytes, media: str, filename: str) -> Response:
@@ -145,14 +155,14 @@ def _download(body: str | bytes, media: str, filename: str) -> Response:
 # ---------------------------------------------------------------------------- creating
 @router.post("/api/jobs", status_code=201)
 async def create_job(request: Request) -> JSONResponse:
-    """Multipart: `file` parts (one or many), optional `name`, `language`, `hotwords`, `itn`, `hold`."""
+    """Multipart: `file` parts (one or many), optional `name`, `language`, `hotwords`, `itn`, `hold`, `speakers`
+    (auto or N), `min_speakers`, `max_speakers`."""
     app = core(request)
     job_id = uuid.uuid4().hex[:16]
     try:
         upload = await _receive(request, app, job_id)
         try:
-            known = model_languages(app.engine.info.name, app.engine.info.model)
-            options, hold = _options(upload, known), bool(upload.flag("hold"))
+            options, hold = _options(upload, app), bool(upload.flag("hold"))
             name = (upload.field("name") or "").strip()[:200] or None
         except BaseException:
             upload.discard()
@@ -276,13 +286,13 @@ async def results_zip(job_id: str, request: Request, format: str | None = None) 
 
 
 def batch_csv(app: App, files: list[dict[str, Any]]) -> str:
-    """One CSV for the whole batch: file, start, end, text (UTF-8 with a BOM, for Excel)."""
-    rows = []
-    for f in files:
-        t = _transcript(app, f)
-        if t is not None:
-            rows += csv_rows(t, f["name"])
-    return to_csv(rows, ("file", "start", "end", "text"))
+    """One CSV for the whole batch: file, start, end, text (UTF-8 with a BOM, for Excel); with a `speaker` column
+    before the text (the name where one is known, as a file's CSV) when any file has speaker labels."""
+    done = [(f["name"], t) for f in files if (t := _transcript(app, f)) is not None]
+    if not any(s.speaker for _, t in done for s in t.segments):
+        return to_csv([row for name, t in done for row in csv_rows(t, name)], ("file", "start", "end", "text"))
+    rows = [(name, f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for name, t in done for s in t.segments]
+    return to_csv(rows, ("file", "start", "end", "speaker", "text"))
 
 
 @router.get("/api/jobs/{job_id}/results.csv")

@@ -30,6 +30,7 @@ from daemon.http.deps import core, refuse
 from daemon.http.uploads import ReceivedFile, Upload, receive
 from daemon.lang import NO_SPACE_LANGUAGES, model_languages
 from daemon.output.formats import FileTranscript, render
+from daemon.speakers.files import SpeakerRequest
 
 router = APIRouter(tags=["openai"])
 public = APIRouter(tags=["health"])  # open, whatever the bind
@@ -63,6 +64,7 @@ class Ask:
     temperature: float
     granularities: tuple[str, ...]
     stream: bool
+    speakers: SpeakerRequest | None = None
 
 
 def split_terms(text: str) -> tuple[str, ...]:
@@ -76,7 +78,7 @@ def split_terms(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(terms))
 
 
-def _ask(form: Upload, known: tuple[str, ...] | None) -> Ask:
+def _ask(form: Upload, known: tuple[str, ...] | None, speakers_by_default: bool = False) -> Ask:
     fmt = (form.field("response_format") or "json").strip()
     if fmt not in FORMATS:
         raise refuse(400, f"response_format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
@@ -110,6 +112,7 @@ def _ask(form: Upload, known: tuple[str, ...] | None) -> Ask:
         temperature=temperature,
         granularities=grans or ("segment",),
         stream=bool(form.flag("stream")),
+        speakers=form.speakers(default=speakers_by_default),
     )
 
 
@@ -154,6 +157,9 @@ _FORM_SCHEMA = {
         "stream": {"type": "boolean", "default": False},
         "hotwords": {"type": "string", "description": "extension: terms, newline or comma separated"},
         "itn": {"type": "boolean", "description": "extension: inverse text normalization (numbers as digits)"},
+        "speakers": {"type": "string", "description": "extension: label who speaks: 'auto' or a number (1-50)"},
+        "min_speakers": {"type": "integer", "minimum": 1, "description": "extension: with speakers=auto, at least"},
+        "max_speakers": {"type": "integer", "minimum": 1, "description": "extension: with speakers=auto, at most"},
     },
 }
 
@@ -166,16 +172,21 @@ _FORM_SCHEMA = {
 async def transcriptions(request: Request) -> Response:
     """multipart/form-data: `file` (required), `model` (any: the box's loaded model answers), `language`,
     `prompt` (its terms are used as hotwords), `response_format` json|text|srt|vtt|verbose_json, `temperature`,
-    `timestamp_granularities[]`, `stream`; extensions `hotwords` (newline/comma separated), `itn` (true/false)."""
+    `timestamp_granularities[]`, `stream`; extensions `hotwords` (newline/comma separated), `itn` (true/false),
+    `speakers` (auto or N), `min_speakers`, `max_speakers`."""
     app = core(request)
     upload, received = await _receive(request)
     try:
-        ask = _ask(upload, model_languages(app.engine.info.name, app.engine.info.model))
+        known = model_languages(app.engine.info.name, app.engine.info.model)
+        ask = _ask(upload, known, app.settings.speakers.files)
+        missing = app.files.speaker_models_missing() if ask.speakers is not None else None
+        if missing is not None:
+            raise refuse(409, missing)
     except Exception:
         upload.discard()
         raise
     filename, path = received.name, received.path
-    options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn)
+    options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn, speakers=ask.speakers)
     outcome, record_id = await _while_connected(
         request, lambda stop: app.transcribe_file(path, options, filename, str(path.relative_to(app.store.root)), stop)
     )
@@ -247,7 +258,7 @@ def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
         }
         for i, s in enumerate(t.segments)
     ]
-    return {
+    body: dict[str, Any] = {
         "task": "transcribe",
         "language": t.language,
         "duration": round(t.duration_s, 3),
@@ -255,6 +266,12 @@ def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
         "segments": segments,
         "usage": _usage(t),
     }
+    if any(s.speaker for s in t.segments):  # speakers were asked for and labelled: as the JSON export has them
+        labelled = t.as_json()
+        for seg, mine in zip(segments, labelled["segments"], strict=True):
+            seg["speaker"], seg["speaker_name"] = mine["speaker"], mine["speaker_name"]
+        body["speakers"] = labelled["speakers"]
+    return body
 
 
 async def _sse(t: FileTranscript) -> AsyncIterator[bytes]:

@@ -25,6 +25,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect
 
 from daemon.http.deps import refuse
+from daemon.speakers.files import SpeakerRequest
 
 MB = 1024 * 1024
 FLUSH_BYTES = 1 * MB  # written to disk from a thread in pieces of about this size
@@ -76,6 +77,28 @@ class Upload:
         if v in TRUE or v in FALSE:
             return v in TRUE
         raise refuse(400, f"{name}: expected true or false, got {value[:40]!r}")
+
+    def speakers(self, default: bool = False) -> SpeakerRequest | None:
+        """`speakers` ("auto" or N), `min_speakers`, `max_speakers`, read as `asrbox transcribe --speakers` reads
+        them (SpeakerRequest.parse); None when none is given, unless `default` ([speakers] files = true). 400 with
+        one line when they make no sense."""
+        raw = (self.field("speakers") or "").strip()
+        low, high = self._whole("min_speakers"), self._whole("max_speakers")
+        if not raw and low is None and high is None and not default:
+            return None
+        try:
+            return SpeakerRequest.parse(raw or "auto", low, high)
+        except ValueError as exc:
+            raise refuse(400, f"speakers: {exc}") from None
+
+    def _whole(self, name: str) -> int | None:
+        value = (self.field(name) or "").strip()
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise refuse(400, f"{name}: expected a whole number, got {value[:40]!r}") from None
 
     def discard(self) -> None:
         for f in self.files:

@@ -141,6 +141,11 @@ class JobStore:
                 return None
             rid = _insert_record(db, outcome, work.name, work.path)
             self.store._reindex(rid)
+            for label, name in (outcome.transcript.speaker_names if outcome.transcript else {}).items():
+                db.execute(  # an enrolled voice found in the file names its label in this record
+                    "INSERT OR REPLACE INTO speaker_names (scope, scope_id, label, name) VALUES ('record', ?, ?, ?)",
+                    (rid, label, name),
+                )
             t = outcome.transcript
             db.execute(
                 "UPDATE job_files SET status=?, progress=?, duration_s=COALESCE(?, duration_s), record_id=?, error=? "
@@ -183,6 +188,7 @@ class JobStore:
                     if rec is not None:
                         db.execute("DELETE FROM records_fts WHERE rowid=?", (rec[0],))
                         db.execute("DELETE FROM records WHERE id=?", (r[1],))
+                    db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (r[1],))
             db.execute("DELETE FROM job_files WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
         return [r[0] for r in rows]
