@@ -1,21 +1,37 @@
 """Speakers over HTTP (docs/speakers.md): names for a session's or a record's labels, the enrolled voices
-(listed and deleted here; enrolled with `asrbox speakers enroll`), live utterances by speaker. Quick SQLite
-statements on the core's loop; errors are the shared one-line JSON."""
+(enrolled from an upload, as `asrbox speakers enroll` does; listed; deleted), live utterances by speaker. Quick
+SQLite statements on the core's loop; decoding and the embedding of a voice run on a worker thread; errors are
+the shared one-line JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.http.deps import core, refuse
+from daemon.http.uploads import MB, ReceivedFile, Upload, receive
+from daemon.speakers.commands import voice_embedding, voice_name
+from daemon.speakers.files import SpeakerRequest
 from daemon.store import speakers as db
 from daemon.store.db import Store
 
+if TYPE_CHECKING:
+    from daemon.core.app import App
+    from daemon.store.speakers import Vector, Voice
+
 router = APIRouter(tags=["speakers"])
+log = logging.getLogger(__name__)
 _LABEL = re.compile(r"^S[1-9][0-9]{0,2}$")
+VOICE_UPLOADS = Path("uploads") / "voices"  # a voice's audio is only read, never kept
+VOICE_MAX_MB = 100
 
 
 class SpeakerName(BaseModel):
@@ -84,11 +100,11 @@ async def utterances_of(request: Request, speaker: str, session_id: str | None =
 
 @router.get("/api/speakers/voices")
 async def list_voices(request: Request) -> dict[str, Any]:
-    voices = db.voices(core(request).store)
-    return {
-        "ok": True,
-        "voices": [{"id": v.id, "name": v.name, "seconds": v.seconds, "created_at": v.created_at} for v in voices],
-    }
+    return {"ok": True, "voices": [_voice(v) for v in db.voices(core(request).store)]}
+
+
+def _voice(v: Voice) -> dict[str, Any]:
+    return {"id": v.id, "name": v.name, "seconds": v.seconds, "created_at": v.created_at}
 
 
 @router.delete("/api/speakers/voices/{name}")
@@ -96,5 +112,59 @@ async def delete_voice(request: Request, name: str) -> dict[str, Any]:
     app = core(request)
     if not db.delete_voice(app.store, name):
         raise refuse(404, f"no enrolled voice {name!r}")
-    app.utterances.speakers.forget_voices()
+    app.files.reload_voices()
     return {"ok": True}
+
+
+def _voice_form(upload: Upload) -> tuple[str, ReceivedFile]:
+    files = [f for f in upload.files if f.field == "file"]
+    if not files:
+        raise refuse(400, "file: missing (send 3-30 s of one person's speech as the multipart part `file`)")
+    if len(upload.files) > 1:
+        raise refuse(400, "file: one file per voice")
+    if files[0].bytes == 0:
+        raise refuse(400, f"file: {files[0].name!r} is empty")
+    try:
+        return voice_name(upload.field("name") or ""), files[0]
+    except ConfigError as exc:
+        raise refuse(400, f"name: {exc}") from None
+
+
+def _embed(app: App, f: ReceivedFile) -> tuple[Vector, float]:
+    """A worker thread's: the voice's embedding with the file labeller's CAM++ (loaded once)."""
+    embed = app.files.labeller(SpeakerRequest()).diarizer.embedder.embed
+    return voice_embedding(app.settings, f.path, f.name, embed)
+
+
+@router.post("/api/speakers/voices", status_code=201)
+async def enroll_voice(request: Request) -> JSONResponse:
+    """Multipart: `name`, `file` (3-30 s of one person's speech, any audio the box decodes). Enrolls it as
+    `asrbox speakers enroll` does; a voice of the same name is replaced (`replaced: true`). The audio is not
+    kept: only its embedding."""
+    app = core(request)
+    s = app.settings
+    upload = await receive(
+        request,
+        app.store.root / VOICE_UPLOADS,
+        max_file_bytes=min(s.http.max_upload_mb, VOICE_MAX_MB) * MB,
+        min_free_bytes=s.store.min_free_mb * MB,
+    )
+    try:
+        name, f = _voice_form(upload)
+        missing = app.files.speaker_models_missing()
+        if missing is not None:
+            raise refuse(409, missing)
+        try:
+            vector, seconds = await asyncio.to_thread(_embed, app, f)
+        except ModelError as exc:
+            raise refuse(409 if "prepare-speakers" in str(exc) else 422, str(exc)) from None
+        except AsrboxError as exc:
+            raise refuse(422, str(exc)) from None
+    finally:
+        upload.discard()
+    replaced = any(v.name == name for v in app.files.voices)
+    vid = db.add_voice(app.store, name, vector, seconds)
+    app.files.reload_voices()
+    log.info("voice %r enrolled over HTTP from %.1f s of audio", name, seconds)
+    voice = next(v for v in app.files.voices if v.id == vid)
+    return JSONResponse({"ok": True, "voice": _voice(voice), "replaced": replaced}, 201)

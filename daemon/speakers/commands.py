@@ -7,15 +7,19 @@ import argparse
 import json
 import sys
 import time
+import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from daemon.errors import AsrboxError, ConfigError, ModelError
+from daemon.errors import AsrboxError, AudioDecodeError, ConfigError, ModelError
 from daemon.settings import Settings
 from daemon.speakers.models import present, problems, read_manifest
 from daemon.store import speakers as db
 from daemon.store.db import Store
+from daemon.store.speakers import Vector
 
 
 def prepare_speakers(args: argparse.Namespace, settings: Settings) -> int:
@@ -63,7 +67,7 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
         print(f"asrbox: {scope} {scope_id}: {shown}", file=sys.stderr)
         return 0
     if args.action == "enroll":
-        seconds = _enroll(settings, store, args.name.strip(), args.audio)
+        seconds = _enroll(settings, store, args.name, args.audio)
         print(f"asrbox: voice {args.name!r} enrolled from {seconds:.1f} s of audio", file=sys.stderr)
         return 0
     if args.action == "delete":
@@ -86,23 +90,66 @@ def _check_scope(store: Store, scope: str, scope_id: str) -> None:
         raise ConfigError(f"no {scope} {scope_id}")
 
 
-MIN_ENROLL_S = 3.0
+MIN_ENROLL_S = 3.0  # of audio; of it at least MIN_VOICED_S must be speech (the VAD's)
+MIN_VOICED_S = 1.5
+MAX_ENROLL_S = 60.0  # longer audio is refused before it is all decoded (3-30 s of one person is what is asked)
+NAME_MAX = 100
+Embed = Callable[[npt.NDArray[np.float32]], "npt.NDArray[np.float32] | None"]
+
+
+def voice_name(raw: str) -> str:
+    """An enrolled voice's name, checked: trimmed, 1-100 characters, no control characters."""
+    name = " ".join(raw.split())
+    if not name:
+        raise ConfigError("a voice needs a name")
+    if len(name) > NAME_MAX or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        raise ConfigError(f"a voice's name has at most {NAME_MAX} characters and no control characters")
+    return name
+
+
+def voice_embedding(settings: Settings, path: Path, shown: str, embed: Embed | None = None) -> tuple[Vector, float]:
+    """Blocking (a thread's): the voice in `path` (any audio the box decodes) as an embedding, and the audio's
+    seconds. One line (AsrboxError) when it is not audio, too short, too long, silent or holds no voice. `embed`:
+    an already loaded CAM++ (else it is loaded here); `shown` names the file in messages."""
+    from daemon.audio.decode import SAMPLE_RATE, iter_decode
+
+    blocks, samples = [], 0
+    try:
+        for block in iter_decode(path):
+            blocks.append(block)
+            samples += block.size
+            if samples > MAX_ENROLL_S * SAMPLE_RATE:
+                raise AsrboxError(f"{shown}: longer than {MAX_ENROLL_S:.0f} s: enroll 3-30 s of one person's speech")
+    except AudioDecodeError as exc:
+        raise AudioDecodeError(str(exc).replace(str(path), shown)) from None
+    audio = np.concatenate(blocks)
+    seconds = audio.size / SAMPLE_RATE
+    if seconds < MIN_ENROLL_S or _voiced_s(settings, audio) < MIN_VOICED_S:
+        raise AsrboxError(f"{shown}: need at least {MIN_ENROLL_S:.0f} s of speech to enroll a voice")
+    if embed is None:
+        from daemon.speakers.embed import Embedder
+        from daemon.speakers.models import load
+
+        embed = Embedder(load(settings.speakers.folder(settings.asr)).embedding, settings.speakers.threads).embed
+    vector = embed(audio)
+    if vector is None:
+        raise ModelError(f"{shown}: no voice found in the audio")
+    return vector, seconds
+
+
+def _voiced_s(settings: Settings, audio: npt.NDArray[np.float32]) -> float:
+    """Seconds of `audio` the box's VAD takes for speech."""
+    from daemon.audio.decode import SAMPLE_RATE
+    from daemon.audio.vad import FrameSplitter, load_vad
+
+    vad = load_vad(settings.vad.engine)
+    frames = FrameSplitter(vad.frame_samples).push(audio)
+    voiced = int((vad.probs(frames) >= settings.vad.threshold).sum()) if len(frames) else 0
+    return voiced * vad.frame_samples / SAMPLE_RATE
 
 
 def _enroll(settings: Settings, store: Store, name: str, path: Path) -> float:
-    from daemon.audio.decode import SAMPLE_RATE, decode_file
-    from daemon.speakers.embed import Embedder
-    from daemon.speakers.models import load
-
-    if not name:
-        raise ConfigError("a voice needs a name")
-    audio = decode_file(path)
-    seconds = audio.size / SAMPLE_RATE
-    if seconds < MIN_ENROLL_S or float(np.abs(audio).max(initial=0.0)) < 1e-3:
-        raise AsrboxError(f"{path}: need at least {MIN_ENROLL_S:.0f} s of speech to enroll a voice")
-    embedder = Embedder(load(settings.speakers.folder(settings.asr)).embedding, settings.speakers.threads)
-    vector = embedder.embed(audio)
-    if vector is None:
-        raise ModelError(f"{path}: no voice found in the audio")
+    name = voice_name(name)
+    vector, seconds = voice_embedding(settings, path, str(path))
     db.add_voice(store, name, vector, seconds)
     return seconds
