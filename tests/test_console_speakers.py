@@ -5,7 +5,8 @@ A two-speaker meeting (A, B, A from the eval clips) is uploaded through the Tran
 exactly 2"; its file shows two labels; the record in History colours S1 and S2 differently; renaming S1 to
 "Ms Li" on the page shows at once in the lines and in the record's SRT export. A voice enrolled on the Voices
 page is listed, and delete (after the confirmation) removes it. On Live, a final of the current session is
-coloured by its label and renaming the label in the session shows in the captions at once."""
+coloured by its label and renaming the label in the session shows in the captions at once. A box without the
+speaker models says so on the Voices page (enrolling turned off) and on Transcribe, and stores nothing."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class Box:
     tmp: Path
     files: dict[str, Path] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)  # the meeting's, once transcribed
+    job: str = ""  # and its job
 
 
 def _audio(tmp: Path) -> dict[str, Path]:
@@ -78,29 +80,39 @@ def _post(url: str, body: dict[str, Any]) -> int:
 def box(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, speaker_models: Path) -> Iterator[Box]:
     tmp = tmp_path_factory.mktemp("console-speakers")
     files = _audio(tmp)
+    extra = {"ASRBOX_SPEAKERS__MODELS_DIR": str(speaker_models), "ASRBOX_SPEAKERS__LIVE": "on"}
+    proc, broker, base = _start(tmp, cache_dir, **extra)
+    try:
+        yield Box(base, tmp, files)
+    finally:
+        _stop(proc, broker)
+
+
+def _start(tmp: Path, cache_dir: Path, **extra: str) -> tuple[Any, Broker, str]:
+    """A daemon with its HTTP face on loopback (open), its microphone playing the mic clip."""
     broker = Broker(tmp)
     broker.start()
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
     env.update(ASRBOX_STORE__PATH=str(tmp / "store"), ASRBOX_ASR__CACHE_DIR=str(cache_dir), PYTHONUNBUFFERED="1")
-    extra = {
-        "ASRBOX_HTTP__ENABLED": "true",
-        "ASRBOX_HTTP__PORT": str(port),  # loopback: open (the login is test_console's)
-        "ASRBOX_SPEAKERS__MODELS_DIR": str(speaker_models),
-        "ASRBOX_SPEAKERS__LIVE": "on",
-    }
-    args = ("--source", str(files["mic"]), "--loops", "100000")
+    extra = {"ASRBOX_HTTP__ENABLED": "true", "ASRBOX_HTTP__PORT": str(port), **extra}
+    args = ("--source", str(tmp / "mic.wav"), "--loops", "100000")
     proc = start_daemon(daemon_env(env, broker, **extra), *args, log=tmp / "daemon.log")
     base = f"http://127.0.0.1:{port}"
     try:
         wait(lambda: _status(base + "/health") == 200 or proc.poll() is not None, 120, "the daemon's HTTP face")
         assert proc.poll() is None, (tmp / "daemon.log").read_text()[-3000:]
-        assert _post(base + "/api/listening", {"on": False}) == 200  # the engine for the file until Live's test
-        yield Box(base, tmp, files)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        broker.stop()
+        assert _post(base + "/api/listening", {"on": False}) == 200  # the engine for the files until Live's test
+    except BaseException:
+        _stop(proc, broker)
+        raise
+    return proc, broker, base
+
+
+def _stop(proc: Any, broker: Broker) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    broker.stop()
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +145,7 @@ def test_transcribe_with_speakers_labels_each_file(browser: Any, box: Box) -> No
     assert wait(lambda: js(browser, labels), 20, "the file's speakers") == ["S1", "S2"]
     rec = fetch(browser, f"/api/records/{job['files'][0]['record_id']}")["data"]["record"]
     assert {s.get("speaker") for s in rec["segments"]} == {"S1", "S2"}, rec["segments"]
-    box.record = rec
+    box.record, box.job = rec, card
     link = js(browser, "return document.querySelector('.file-speakers a').getAttribute('href')")
     assert link == f"#/history/record/{rec['id']}"
     assert js(browser, "return localStorage.getItem('asrbox.speakers')") == "2"  # remembered
@@ -167,6 +179,8 @@ def test_record_colours_speakers_and_a_rename_shows_in_lines_and_export(browser:
     srt = fetch(browser, "/api/records/export", "POST", {"ids": [rec["id"]], "format": "srt"})
     assert srt["status"] == 200 and "Ms Li: " in srt["data"] and "S2: " in srt["data"], srt
     assert "S1: " not in srt["data"]
+    result = fetch(browser, f"/api/jobs/{box.job}/files/0/result?format=srt")["data"]  # the Transcribe page's link
+    assert "Ms Li: " in result and "S1: " not in result, result
 
     browser.refresh()  # kept by the box; an empty name removes it
     wait(lambda: js(browser, shown) == named, 30, "the name after a reload")
@@ -229,3 +243,46 @@ def test_live_captions_colour_speakers_and_a_session_rename_shows_at_once(browse
     speakers = fetch(browser, f"/api/sessions/{sid}/speakers")["data"]["speakers"]
     assert {"label": "S1", "name": "Mr Wu"} in speakers
     click(browser, "#live-session-stop")
+
+
+def test_every_page_loads_without_a_script_error(browser: Any, box: Box) -> None:
+    """What the tests above did, and every page once more (Voices too), left no error in the browser's log."""
+    for page in ("live", "transcribe", "history", "hotwords", "voices", "practice", "status"):
+        ready(browser, f"{box.base}/#/{page}")
+        heading = f"return document.querySelector('#page-{page} h1') && !document.getElementById('page-{page}').hidden"
+        wait(lambda: js(browser, heading), 20, f"the {page} page")  # noqa: B023
+    assert js(browser, "return document.querySelector('nav a[data-page=voices]').textContent") == "Voices"
+    severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not severe, severe
+
+
+def test_a_box_without_speaker_models_says_so_and_turns_enrolling_off(
+    browser: Any, box: Box, tmp_path: Path, cache_dir: Path
+) -> None:
+    import shutil
+
+    shutil.copy(box.files["mic"], tmp_path / "mic.wav")
+    proc, broker, base = _start(tmp_path, cache_dir, ASRBOX_SPEAKERS__MODELS_DIR=str(tmp_path / "no-models"))
+    try:
+        ready(browser, base + "/#/voices")
+        browser.find_element("id", "vo-name").send_keys("Mr Quilter")
+        browser.find_element("id", "vo-file").send_keys(str(box.files["voice"]))
+        click(browser, "#vo-enroll")
+        note = wait(
+            lambda: js(browser, "const n = document.getElementById('vo-nomodels'); return !n.hidden && n"),
+            30,
+            "the note",
+        )
+        assert "asrbox models prepare-speakers" in note.text
+        assert js(browser, "return document.getElementById('vo-fields').disabled") is True
+        assert fetch(browser, "/api/speakers/voices")["data"]["voices"] == []
+
+        ready(browser, base + "/#/transcribe")
+        js(browser, "document.getElementById('tr-speakers').value = 'auto'")
+        browser.find_element("id", "tr-files").send_keys(str(box.files["meeting"]))
+        click(browser, "#tr-upload")
+        toast = "const t = document.getElementById('toast'); return !t.hidden && t.textContent"
+        assert wait(lambda: js(browser, toast), 30, "the refusal").startswith("This box has no speaker models")
+        assert fetch(browser, "/api/jobs")["data"]["items"] == []  # nothing stored
+    finally:
+        _stop(proc, broker)
