@@ -37,6 +37,9 @@ def test_network_bind_is_closed_until_a_credential_is_set(daemon: HttpDaemon) ->
     r = httpx.post(f"{u}/v1/audio/transcriptions", files={"file": ("a.wav", wav.read_bytes())}, timeout=60)
     assert_error(r, 401, "asrbox passwd")
     assert not (daemon.store / "uploads" / "api").exists() or not any((daemon.store / "uploads" / "api").iterdir())
+    voice = httpx.post(f"{u}/api/speakers/voices", data={"name": "X"}, files={"file": ("a.wav", wav.read_bytes())})
+    assert_error(voice, 401, "asrbox passwd")  # enrolling a voice: the same auth as the rest of /api
+    assert not (daemon.store / "uploads" / "voices").exists()
     assert_error(httpx.get(f"{u}/metrics", timeout=30), 401)
     assert_error(httpx.get(f"{u}/api/me", timeout=30), 401)
     assert_error(httpx.post(f"{u}/api/login", json={"password": "whatever1"}, timeout=30), 401, "asrbox passwd")
