@@ -322,6 +322,9 @@ class SpeakersSettings(Section):
     live: Literal["auto", "on", "off"] = Field(
         "auto", description="label live finals; auto: when the models are present; on: refuse to start without"
     )
+    split_turns: bool = Field(
+        True, description="live: cut an utterance where another voice takes over without a pause (~1% of a core)"
+    )
     threshold: float = Field(0.3, ge=-1.0, le=1.0, description="files: cosine similarity that joins two groups")
     live_threshold: float = Field(0.4, ge=-1.0, le=1.0, description="live: similarity to join a known speaker")
     voice_threshold: float = Field(0.5, ge=-1.0, le=1.0, description="similarity that names an enrolled voice")

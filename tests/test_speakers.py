@@ -42,20 +42,23 @@ def models(speaker_models: Path) -> Path:
     return speaker_models
 
 
-@pytest.fixture(scope="module")
-def meeting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, float, str]]]:
-    """The test meeting as a WAV, and where each part lies (start, end, speaker)."""
+def build_meeting(folder: Path, pauses: tuple[float, ...]) -> tuple[Path, list[tuple[float, float, str]]]:
+    """PARTS as one WAV, `pauses[i]` seconds of faint noise after part i; and where each part lies."""
     rng = np.random.default_rng(0)
-    parts, spans, at = [], [], 0.5
-    parts.append(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
-    for clip, who in PARTS:
+    parts, spans, at = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], 0.5
+    for (clip, who), pause in zip(PARTS, pauses, strict=True):
         audio = decode_file(eval_clip(clip)[0])
         parts.append(audio)
         spans.append((at, at + audio.size / SAMPLE_RATE, who))
-        at += audio.size / SAMPLE_RATE + PAUSE_S
-        parts.append((rng.standard_normal(int(PAUSE_S * SAMPLE_RATE)) * 0.001).astype(np.float32))
-    path = write_wav(tmp_path_factory.mktemp("meeting") / "meeting.wav", np.concatenate(parts))
-    return path, spans
+        at += audio.size / SAMPLE_RATE + pause
+        parts.append((rng.standard_normal(int(pause * SAMPLE_RATE)) * 0.001).astype(np.float32))
+    return write_wav(folder / "meeting.wav", np.concatenate(parts)), spans
+
+
+@pytest.fixture(scope="module")
+def meeting(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[float, float, str]]]:
+    """The test meeting as a WAV, and where each part lies (start, end, speaker)."""
+    return build_meeting(tmp_path_factory.mktemp("meeting"), (PAUSE_S,) * len(PARTS))
 
 
 def assert_labels_follow_speakers(labels: list[str | None]) -> None:
@@ -153,6 +156,87 @@ def test_bad_input_gives_sensible_output(models: Path) -> None:
     assert embedder.embed(silence) is None
 
 
+def test_speech_mask_merges_voiced_frames_and_keeps_turns_inside(
+    models: Path, meeting: tuple[Path, list[tuple[float, float, str]]]
+) -> None:
+    from daemon.speakers.diarize import Diarizer
+    from daemon.speakers.models import load
+    from daemon.speakers.speech import inside, merge, voiced_spans
+
+    flags = [False, True, True, False, False, True] + [False] * 40 + [True]
+    spans = voiced_spans(flags, 10.0, 0.032)
+    assert spans == [(10.032, 10.096), (10.16, 10.192), (11.472, 11.504)]
+    merged = merge(spans, pad_s=0.1, close_s=0.3)  # the two close runs join, the far one stays apart
+    assert merged == ((9.932, 10.292), (11.372, 11.604))
+    assert list(inside(merged, np.array([9.9, 10.0, 10.3, 11.5, 12.0]))) == [False, True, False, True, False]
+    assert list(inside((), np.array([1.0]))) == [False]
+    # the meeting with its last part left out of the mask: no turn there, the rest labelled as before
+    path, parts = meeting
+    speech = merge((a, b) for a, b, _ in parts[:-1])
+    result = Diarizer(load(models))(decode_file(path), Bounds(), speech=speech)
+    assert result.turns and all(t.end <= parts[-2][1] + 0.5 for t in result.turns)
+    assert result.speakers == 2
+
+
+def test_segmenter_split_at_cuts_the_utterance_in_progress() -> None:
+    from daemon.audio.segmenter import Segmenter, SpeechEnded, SpeechStarted
+    from daemon.settings import VadSettings
+
+    seg = Segmenter(VadSettings(pre_roll_ms=0), 512)
+    frames = [np.full(512, i, np.float32) for i in range(40)]
+    events = [ev for i, f in enumerate(frames) for ev in seg.push(f, 0.9 if i >= 4 else 0.0)]
+    assert events == [SpeechStarted(4 * 512)]
+    assert seg.split_at(0) == [] and seg.split_at(100 * 512) == []  # outside the utterance: nothing happens
+    ended, started = seg.split_at(20 * 512 + 100)  # rounded to the frame boundary
+    assert isinstance(ended, SpeechEnded) and isinstance(started, SpeechStarted)
+    assert (ended.utterance.start, ended.utterance.end, started.start) == (4 * 512, 20 * 512, 20 * 512)
+    assert ended.utterance.split and np.array_equal(np.unique(ended.utterance.audio), np.arange(4, 20))
+    assert np.array_equal(np.unique(seg.current_audio()), np.arange(20, 40))  # the rest goes on
+    idle = Segmenter(VadSettings(), 512)
+    assert idle.split_at(0) == []
+
+
+def test_change_candidate_needs_two_voices_one_after_the_other() -> None:
+    from daemon.speakers.change import _candidate
+
+    second = int(SAMPLE_RATE / 270)  # frames per second
+    act = np.zeros((4 * second, 3), dtype=bool)
+    act[: 2 * second, 0] = True
+    act[2 * second + 10 :, 1] = True
+    a, b, cut = _candidate(act)  # type: ignore[misc]
+    assert (a, b) == (0, 1) and 2 * second <= cut <= 2 * second + 10
+    act[3 * second :, 0] = True  # the first voice talks on over the second: no change of turn
+    assert _candidate(act) is None
+    short = np.zeros((4 * second, 3), dtype=bool)
+    short[: 3 * second + 30, 0] = True
+    short[3 * second + 40 :, 1] = True  # under a second for the new voice: not yet
+    assert _candidate(short) is None
+
+
+@pytest.mark.parametrize("pair", [("A", "C"), ("A", "A")])
+def test_back_to_back_voices_are_cut_apart_live(models: Path, pair: tuple[str, str]) -> None:
+    """Two parts with no pause between them, through the live segmenter with the change-of-voice watch: two
+    people become two utterances cut near where the second begins; one person stays one utterance."""
+    from daemon.audio.segmenter import segment_stream
+    from daemon.audio.vad import SileroVad
+    from daemon.settings import VadSettings
+    from daemon.speakers.change import ChangeDetector, TurnWatch
+    from daemon.speakers.models import load
+
+    clips = {"A": "en_librispeech_1272-128104-0003", "C": "en_hifitts6097_astralplane_06_leadbeater_0349"}
+    first = decode_file(eval_clip(clips[pair[0]])[0])
+    second = decode_file(eval_clip(clips[pair[1]] if pair[1] != "A" else "en_librispeech_1272-128104-0001")[0])
+    audio = np.concatenate([first, second, np.zeros(SAMPLE_RATE, np.float32)])
+    watch = TurnWatch(ChangeDetector(load(models)))
+    utts = list(segment_stream([audio], SileroVad(), VadSettings(), watch=watch.check))
+    boundary = first.size / SAMPLE_RATE
+    if pair[0] == pair[1]:
+        assert not any(u.split for u in utts), [(u.start_s, u.end_s) for u in utts]
+    else:
+        cuts = [u.end_s for u in utts if u.split]
+        assert len(cuts) == 1 and abs(cuts[0] - boundary) < 0.6, (cuts, boundary)
+
+
 def test_missing_models_say_how_to_get_them(tmp_path: Path) -> None:
     from daemon.errors import ModelError
     from daemon.speakers.models import load
@@ -233,12 +317,11 @@ def live_env(env: dict[str, str], broker: Broker, models: Path) -> Iterator[dict
 
 @pytest.mark.model
 @pytest.mark.broker
-def test_live_finals_carry_stable_speaker_labels(
-    live_env: dict[str, str], broker: Broker, meeting: tuple[Path, list[tuple[float, float, str]]], tmp_path: Path
-) -> None:
+def test_live_finals_carry_stable_speaker_labels(live_env: dict[str, str], broker: Broker, tmp_path: Path) -> None:
+    """The meeting with B right after A, no pause: the change of voice cuts them into two finals."""
     import subprocess
 
-    path, _ = meeting
+    path, spans = build_meeting(tmp_path, (0.0, PAUSE_S, PAUSE_S, PAUSE_S))
     rec = Recorder(broker.port, "asrbox/spkbox/#")
     log = tmp_path / "d.log"
     proc = subprocess.Popen(
@@ -256,6 +339,8 @@ def test_live_finals_carry_stable_speaker_labels(
     assert labels[0] == "S1"
     assert_labels_follow_speakers(labels)
     assert all(f["speaker_name"] is None for f in finals)
+    a_s = spans[0][1] - spans[0][0]  # A's part alone: the first final is cut where B begins
+    assert a_s - 1.5 < finals[0]["duration_s"] < a_s + 0.6, (finals[0]["duration_s"], a_s)
     store = Path(live_env["ASRBOX_STORE__PATH"])
     with sqlite3.connect(store / "asrbox.db") as db:
         rows = db.execute("SELECT speaker, length(speaker_embedding) FROM records WHERE kind='live'").fetchall()

@@ -8,13 +8,14 @@ file transcription. Rules:
   last voiced frame is kept;
 - an utterance with less than `min_speech_ms` of voiced frames is dropped (counted, `SpeechDiscarded`);
 - an utterance reaching `max_utterance_s` is split at its quietest stretch in the later half, and the rest
-  continues as the next utterance (kept however little speech it holds: it is the end of real speech).
+  continues as the next utterance (kept however little speech it holds: it is the end of real speech);
+- `split_at` cuts the same way at a given offset (live: where another voice takes over, daemon/speakers/change.py).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,7 +34,7 @@ class Utterance:
     end: int
     audio: Audio = field(repr=False)
     last_voiced: int  # sample offset just after the last voiced frame (end of speech)
-    split: bool = False  # cut at max_utterance_s rather than ended by silence
+    split: bool = False  # cut while speech went on (max_utterance_s, a change of voice) rather than ended by silence
 
     @property
     def start_s(self) -> float:
@@ -202,6 +203,16 @@ class Segmenter:
             tail.append((frame, prob))
         return tail[::-1]
 
+    def split_at(self, offset: int) -> list[Event]:
+        """Cut the utterance in progress at stream offset `offset` (rounded to a frame), where another voice
+        takes over; what follows continues as the next utterance. Nothing happens outside the utterance."""
+        if not self._in_speech:
+            return []
+        cut = round((offset - self._start) / self.frame)
+        if cut < 1 or cut >= len(self._frames):
+            return []
+        return self._cut(cut)
+
     def _split(self) -> list[Event]:
         """Cut at the quietest stretch of the later half; the rest starts the next utterance."""
         probs = np.asarray(self._probs, dtype=np.float32)
@@ -211,7 +222,10 @@ class Segmenter:
         padded = np.pad(probs, window // 2, mode="edge")  # no zero padding: edges are not 'quiet'
         smooth = np.convolve(padded, np.ones(window) / window, mode="valid")
         cut = half + int(np.argmin(smooth[half:]))  # frame index where the next utterance begins
-        cut = max(1, min(cut, n - 1))
+        return self._cut(max(1, min(cut, n - 1)))
+
+    def _cut(self, cut: int) -> list[Event]:
+        """End the utterance before frame `cut`; the frames from there on start the next one."""
         first = np.concatenate(self._frames[:cut])
         rest_frames, rest_probs = self._frames[cut:], self._probs[cut:]
         end = self._start + first.size
@@ -225,9 +239,14 @@ class Segmenter:
 
 
 def segment_stream(
-    blocks: Iterable[Audio], vad: Vad, settings: VadSettings, pad_end: bool = True
+    blocks: Iterable[Audio],
+    vad: Vad,
+    settings: VadSettings,
+    pad_end: bool = True,
+    watch: Callable[[Segmenter], list[Event]] | None = None,
 ) -> Iterator[Utterance]:
-    """Offline use of the same segmenter: audio blocks in, utterances out (streaming, bounded memory)."""
+    """Offline use of the same segmenter: audio blocks in, utterances out (streaming, bounded memory). `watch`
+    is asked after each frame, as the live segmenter thread asks it (a change of voice may cut there)."""
     seg = Segmenter(settings, vad.frame_samples)
     splitter = FrameSplitter(vad.frame_samples)
 
@@ -241,7 +260,8 @@ def segment_stream(
     for frames in frames_in():
         if frames.size:
             for frame, prob in zip(frames, vad.probs(frames), strict=True):
-                for ev in seg.push(frame, float(prob)):
+                events = seg.push(frame, float(prob))
+                for ev in events + (watch(seg) if watch is not None else []):
                     if isinstance(ev, SpeechEnded):
                         yield ev.utterance
     for ev in seg.flush():

@@ -29,6 +29,7 @@ from daemon.audio.vad import FRAME, FrameSplitter, Vad
 from daemon.errors import AsrboxError, AudioDecodeError
 from daemon.output.formats import FileTranscript, TimedText, printable
 from daemon.settings import VadSettings
+from daemon.speakers.speech import merge, voiced_spans
 from daemon.store.db import Record, Store
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, join_texts
@@ -197,6 +198,7 @@ class _FileState:
     path: Path
     record_id: str | None = None
     spans: list[_Span] = field(default_factory=list)
+    speech: list[tuple[float, float]] = field(default_factory=list)  # where the VAD heard speech (for speakers)
     results: dict[int, Transcript] = field(default_factory=dict)
     decoded: bool = False
     duration_s: float = 0.0
@@ -297,6 +299,8 @@ class BatchTranscriber:
                     return
                 if chunk is None:
                     break
+                if self.speakers is not None:
+                    st.speech += voiced_spans(chunk.voiced, chunk.offset_s)
                 self._add(st, chunk, pool)
                 if len(pool) >= self.batch_size:
                     self._flush(pool)
@@ -464,7 +468,7 @@ class BatchTranscriber:
         """Speaker labels on the segments; a failure leaves them off with a warning, the text stands."""
         assert self.speakers is not None
         try:
-            return self.speakers.label(st.path, transcript)
+            return self.speakers.label(st.path, transcript, speech=merge(st.speech))
         except Exception as exc:
             log.debug("%s: speaker labelling failed", st.path, exc_info=True)
             st.warning = f"speakers not labelled: {describe(exc)}"

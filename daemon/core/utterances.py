@@ -21,7 +21,7 @@ import numpy as np
 from daemon.errors import AsrboxError
 from daemon.live.events import FinalError, FinalText, Job, UtteranceEnded
 from daemon.mqtt import payloads
-from daemon.speakers.live import LiveSpeakers
+from daemon.speakers.live import LiveSpeakers, live_models, turn_watch
 from daemon.speakers.live import embedder as speaker_embedder
 from daemon.store.attempts import refund_attempt
 from daemon.store.audio import audio_relpath, write_wav_atomic
@@ -52,7 +52,10 @@ class Utterances:
         self._hold_until = 0.0  # remote engine: nothing is handed over before this (monotonic)
         self._unavailable = 0  # consecutive tries that found the ASR server unavailable
         self.speakers = LiveSpeakers(app.store, app.settings)
-        app.worker.embed_speaker = speaker_embedder(app.settings)
+        models = live_models(app.settings)
+        if models is not None:
+            app.worker.embed_speaker = speaker_embedder(app.settings, models)
+            app.listener.watch = turn_watch(app.settings, models)
 
     def close(self) -> None:
         """Shutdown is past the worker's deadline: results that still come back are not stored (the outbox has

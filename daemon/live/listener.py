@@ -14,7 +14,7 @@ import queue
 import threading
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from daemon.audio.block import END_OF_STREAM, Block
 from daemon.audio.decode import SAMPLE_RATE
@@ -23,6 +23,9 @@ from daemon.audio.vad import FrameSplitter, Vad
 from daemon.live.events import Job, ListenerIdle, Post, SourceEnded, SpeechEdge, UtteranceEnded
 from daemon.live.plumbing import DropOldestQueue, Heartbeat
 from daemon.settings import VadSettings
+
+if TYPE_CHECKING:
+    from daemon.speakers.change import TurnWatch
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class Listener(threading.Thread):
         self._next_partial = 0
         self._speculated: tuple[int, int] | None = None
         self._utt_id = ""
+        self.watch: TurnWatch | None = None  # set by the loop before start when live speakers are on
 
     # ------------------------------------------------------------------ control (the loop)
     def listen(self, on: bool, at: int, token: int = 0) -> None:
@@ -130,6 +134,8 @@ class Listener(threading.Thread):
             return
         for frame, prob in zip(frames, self.vad.probs(frames), strict=True):
             self._handle(self.seg.push(frame, float(prob)))
+            if self.watch is not None:
+                self._handle(self.watch.check(self.seg))  # another voice took over: the utterance is cut there
             if self.seg.in_speech:
                 self._schedule()
 

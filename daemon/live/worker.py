@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -61,7 +61,7 @@ class AsrWorker(threading.Thread):
         self._finals: deque[Job] = deque()
         self._partial: LatestSlot[Job] = LatestSlot()
         self._speculative: LatestSlot[Job] = LatestSlot()
-        self._cache: OrderedDict[tuple[int, int], tuple[Transcript, float, DecodeContext]] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, int], _Speculated] = OrderedDict()
         self._interactive: deque[EngineCall] = deque()  # a client waits for the answer (API request, Wyoming)
         self._background: deque[EngineCall] = deque()  # jobs: after everything live, one window at a time
         self._closed = False
@@ -72,6 +72,7 @@ class AsrWorker(threading.Thread):
         self.last_rtf = 0.0
         self.failures = 0
         self.embed_speaker: Callable[[Audio], Any] | None = None  # set by the loop when live speakers are on
+        self._speaker_pool: ThreadPoolExecutor | None = None  # embeddings run beside the decoding, not after it
 
     # ------------------------------------------------------------------ producers (loop, listener)
     def set_context(self, context: DecodeContext) -> None:
@@ -146,6 +147,8 @@ class AsrWorker(threading.Thread):
                 pass
         finally:
             self._refuse_calls()
+            if self._speaker_pool is not None:
+                self._speaker_pool.shutdown(wait=False, cancel_futures=True)
 
     def _next(self) -> bool:
         """Wait for work and do one piece of it; False once stopped."""
@@ -235,8 +238,9 @@ class AsrWorker(threading.Thread):
     def _speculate(self, job: Job) -> None:
         ctx = self._context
         t0 = time.perf_counter()
+        embedding = self._start_embedding(job.audio)
         result = self._transcribe(job, ctx.options)
-        self._cache[job.key] = (result, time.perf_counter() - t0, ctx)
+        self._cache[job.key] = _Speculated(result, time.perf_counter() - t0, ctx, embedding)
         while len(self._cache) > SPECULATIVE_CACHE:
             self._cache.popitem(last=False)
 
@@ -260,23 +264,43 @@ class AsrWorker(threading.Thread):
         ctx = job.context or self._context
         t0 = time.perf_counter()
         cached = self._cache.pop(job.key, None)
-        if cached is not None and _same_decoding(cached[2], ctx):
-            transcript, spent = cached[0], cached[1]
+        if cached is not None and _same_decoding(cached.context, ctx):
+            transcript, spent, embedding = cached.transcript, cached.spent, cached.embedding
         else:
+            embedding = cached.embedding if cached is not None else self._start_embedding(job.audio)
             transcript, spent = self._transcribe(job, ctx.options), 0.0
         processed = self.text.apply(transcript, ctx.terms)
-        embedding = self._speaker_embedding(job.audio)
-        self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent, embedding))
+        vector = _embedding(embedding)
+        self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent, vector))
 
-    def _speaker_embedding(self, audio: Audio) -> Any:
-        """The final's speaker embedding (None when off, too short, or failed: the text goes out regardless)."""
+    def _start_embedding(self, audio: Audio) -> Future[Any] | None:
+        """The speaker embedding of `audio`, computed on its own thread while this one decodes (None when off)."""
         if self.embed_speaker is None:
             return None
-        try:
-            return self.embed_speaker(audio)
-        except Exception as exc:
-            log.warning("speaker embedding failed: %s", exc)
-            return None
+        if self._speaker_pool is None:
+            self._speaker_pool = ThreadPoolExecutor(1, thread_name_prefix="speaker")
+        return self._speaker_pool.submit(self.embed_speaker, audio)
+
+
+@dataclass(frozen=True)
+class _Speculated:
+    """A speculative final's result, kept until the final comes (or newer ones push it out)."""
+
+    transcript: Transcript
+    spent: float  # seconds the decoding took
+    context: DecodeContext
+    embedding: Future[Any] | None  # the speaker embedding started with it
+
+
+def _embedding(pending: Future[Any] | None) -> Any:
+    """The final's speaker embedding (None when off, too short, or failed: the text goes out regardless)."""
+    if pending is None:
+        return None
+    try:
+        return pending.result()
+    except Exception as exc:
+        log.warning("speaker embedding failed: %s", exc)
+        return None
 
 
 def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:

@@ -24,7 +24,8 @@ from daemon.audio.decode import SAMPLE_RATE
 from daemon.speakers.cluster import Bounds, agglomerate, centroids
 from daemon.speakers.embed import Embedder, Vector
 from daemon.speakers.models import SpeakerModels
-from daemon.speakers.segment import FRAME, WINDOW, Segmentation, Window
+from daemon.speakers.segment import FRAME, FRAME_CENTRE, WINDOW, Segmentation, Window, gather
+from daemon.speakers.speech import Spans, inside
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ MERGE_GAP_S = 0.25
 MIN_TURN_S = 0.2
 SPLIT_GAP_S = 0.3
 STEP_S = 10.0  # segmentation windows (10 s long) start this far apart: 5 s was 0.8 points better, twice the cost
-FRAME_CENTRE = 495  # samples from a frame's start to the centre of its receptive field
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,26 @@ class _Item:
 
 class Diarizer:
     def __init__(self, models: SpeakerModels, threads: int = 1) -> None:
+        self.models = models
         self.embedder = Embedder(models.embedding, threads)
         self.segmentation = Segmentation(models.segmentation, threads)
 
-    def __call__(self, audio: npt.NDArray[np.float32], bounds: Bounds, step_s: float = STEP_S) -> Diarization:
-        return self.run([audio], bounds, step_s)
+    def __call__(
+        self, audio: npt.NDArray[np.float32], bounds: Bounds, step_s: float = STEP_S, speech: Spans | None = None
+    ) -> Diarization:
+        return self.run([audio], bounds, step_s, speech)
 
-    def run(self, blocks: Iterable[npt.NDArray[np.float32]], bounds: Bounds, step_s: float = STEP_S) -> Diarization:
-        """Diarize a stream of 16 kHz blocks; holds one window of audio (plus a block), never the whole file."""
-        windows, items, total = self._windows(blocks, max(int(step_s * SAMPLE_RATE) // FRAME, 1) * FRAME)
+    def run(
+        self,
+        blocks: Iterable[npt.NDArray[np.float32]],
+        bounds: Bounds,
+        step_s: float = STEP_S,
+        speech: Spans | None = None,
+    ) -> Diarization:
+        """Diarize a stream of 16 kHz blocks; holds one window of audio (plus a block), never the whole file.
+        `speech`: where the VAD heard speech (daemon/speakers/speech.py); outside it nobody talks."""
+        step = max(int(step_s * SAMPLE_RATE) // FRAME, 1) * FRAME
+        windows, items, total = self._windows(blocks, step, speech)
         if not items:
             return Diarization((), 0, np.zeros((0, 192), np.float32))
         vectors = np.stack([it.vector for it in items])
@@ -95,14 +106,16 @@ class Diarizer:
         used = sorted(order, key=order.__getitem__)
         return Diarization(tuple(turns), len(used), cents[used] if used else np.zeros((0, 192), np.float32))
 
-    def _windows(self, blocks: Iterable[npt.NDArray[np.float32]], step: int) -> tuple[list[Window], list[_Item], int]:
+    def _windows(
+        self, blocks: Iterable[npt.NDArray[np.float32]], step: int, speech: Spans | None
+    ) -> tuple[list[Window], list[_Item], int]:
         windows: list[Window] = []
         items: list[_Item] = []
         buf, buf_start, start, total = np.zeros(0, np.float32), 0, 0, 0
 
         def take(at: int) -> None:
             chunk = buf[at - buf_start : at - buf_start + WINDOW]
-            win = self.segmentation.window(chunk, at)
+            win = _masked(self.segmentation.window(chunk, at), speech)
             items.extend(self._items(chunk, len(windows), win))
             windows.append(win)
 
@@ -131,10 +144,19 @@ class Diarizer:
                 seconds = chosen.sum() * FRAME / SAMPLE_RATE
                 if seconds < MIN_ITEM_S:
                     continue
-                vector = self.embedder.embed(_gather(chunk, chosen))
+                vector = self.embedder.embed(gather(chunk, chosen))
                 if vector is not None:
                     out.append(_Item(index, k, run, float(seconds), vector))
         return out
+
+
+def _masked(win: Window, speech: Spans | None) -> Window:
+    """The window with its frames outside the speech spans silenced (the VAD heard nobody there)."""
+    if speech is None:
+        return win
+    centres = (win.start + np.arange(win.activity.shape[0]) * FRAME + FRAME_CENTRE) / SAMPLE_RATE
+    keep = inside(speech, centres.astype(np.float64))
+    return Window(win.start, win.activity * keep[:, None].astype(np.float32))
 
 
 def _runs(active: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.bool_]]:
@@ -171,14 +193,6 @@ def _assignments(
         col = out[w][:, k]
         col[(col < 0) & (windows[w].activity[:, k] > 0)] = lab
     return out
-
-
-def _gather(chunk: npt.NDArray[np.float32], frames: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
-    """The samples of a window's chosen frames (each frame's 270 samples around its receptive field's centre)."""
-    idx = np.flatnonzero(frames)
-    lo = idx * FRAME + FRAME_CENTRE - FRAME // 2
-    parts = [chunk[a : a + FRAME] for a in lo]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _frame_speakers(

@@ -17,6 +17,7 @@ from daemon.settings import Settings
 from daemon.speakers.cluster import Bounds, label
 from daemon.speakers.diarize import Diarization, Diarizer
 from daemon.speakers.models import load
+from daemon.speakers.speech import Spans
 
 if TYPE_CHECKING:
     from daemon.store.speakers import Voice
@@ -65,12 +66,13 @@ class FileSpeakers:
         )
         self.step_s = sp.step_s
 
-    def diarize(self, path: Path) -> Diarization:
-        return self.diarizer.run(iter_decode(path), self.bounds, self.step_s)
+    def diarize(self, path: Path, speech: Spans | None = None) -> Diarization:
+        return self.diarizer.run(iter_decode(path), self.bounds, self.step_s, speech)
 
-    def label(self, path: Path, transcript: FileTranscript) -> FileTranscript:
+    def label(self, path: Path, transcript: FileTranscript, speech: Spans | None = None) -> FileTranscript:
+        """Labels on the transcript's segments; `speech`: where the transcriber's VAD heard speech."""
         t0 = time.perf_counter()
-        result = self.diarize(path)
+        result = self.diarize(path, speech)
         segments = []
         for s in transcript.segments:
             who = result.speaker_at(s.start, s.end)

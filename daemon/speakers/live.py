@@ -1,6 +1,8 @@
 """Speakers of live finals. The ASR worker computes each final's embedding on its thread (`embedder`); the
 loop owns everything else here: per session an online clustering (stable labels, S1 stays S1), rebuilt from the
-store after a restart, the names given to labels, and the enrolled voices that name a speaker automatically."""
+store after a restart, the names given to labels, and the enrolled voices that name a speaker automatically. The
+segmenter thread cuts an utterance where another voice takes over (`turn_watch`, daemon/speakers/change.py),
+so that one final holds one speaker."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import numpy.typing as npt
 from daemon.errors import ModelError
 from daemon.settings import Settings
 from daemon.speakers.cluster import OnlineSpeakers, label
-from daemon.speakers.models import present
+from daemon.speakers.models import SpeakerModels, present
 
 if TYPE_CHECKING:
+    from daemon.speakers.change import TurnWatch
     from daemon.store.db import Store
     from daemon.store.speakers import Voice
 
@@ -26,9 +29,9 @@ Vector = npt.NDArray[np.float32]
 Embed = Callable[[npt.NDArray[np.float32]], Vector | None]
 
 
-def embedder(settings: Settings) -> Embed | None:
-    """The worker's embedding function when live labels are on, else None. `live = "on"` without the models
-    is a ModelError (the daemon refuses to start); `auto` without them is off, logged once."""
+def live_models(settings: Settings) -> SpeakerModels | None:
+    """The speaker models when live labels are on, else None. `live = "on"` without the models is a ModelError
+    (the daemon refuses to start); `auto` without them is off, logged once."""
     sp = settings.speakers
     folder = sp.folder(settings.asr)
     if sp.live == "off":
@@ -38,10 +41,25 @@ def embedder(settings: Settings) -> Embed | None:
             raise ModelError(f"[speakers] live = on, but there are no speaker models in {folder}")
         log.info("live speaker labels off: no speaker models in %s (asrbox models prepare-speakers)", folder)
         return None
-    from daemon.speakers.embed import Embedder
     from daemon.speakers.models import load
 
-    return Embedder(load(folder).embedding, sp.threads).embed
+    return load(folder)
+
+
+def embedder(settings: Settings, models: SpeakerModels) -> Embed:
+    """The ASR worker's embedding function (its own onnxruntime session)."""
+    from daemon.speakers.embed import Embedder
+
+    return Embedder(models.embedding, settings.speakers.threads).embed
+
+
+def turn_watch(settings: Settings, models: SpeakerModels) -> TurnWatch | None:
+    """The segmenter thread's change-of-voice watch (its own sessions), unless `split_turns` is off."""
+    if not settings.speakers.split_turns:
+        return None
+    from daemon.speakers.change import ChangeDetector, TurnWatch
+
+    return TurnWatch(ChangeDetector(models, settings.speakers.threads))
 
 
 class LiveSpeakers:

@@ -18,6 +18,7 @@ from daemon.speakers.embed import session
 
 WINDOW = 10 * SAMPLE_RATE
 FRAME = 270  # samples between output frames
+FRAME_CENTRE = 495  # samples from a frame's start to the centre of its receptive field
 LOCAL = 3
 # powerset class -> which local speakers are active
 POWERSET = np.array(
@@ -45,12 +46,21 @@ class Segmentation:
     def __init__(self, model: Path, threads: int = 1) -> None:
         self._session = session(model, threads)
 
-    def window(self, chunk: npt.NDArray[np.float32], start: int) -> Window:
+    def window(self, chunk: npt.NDArray[np.float32], start: int, pad: bool = True) -> Window:
         """The window of up to 10 s that starts at sample `start` of the file (a shorter chunk is a short file:
-        zero-padded to a whole window, the frames past its end dropped)."""
+        zero-padded to a whole window, the frames past its end dropped; `pad=False`: run on the chunk as it
+        is, cheaper for a few seconds, as the live path's change detection does)."""
         real = chunk.size
-        if real < WINDOW:
+        if real < WINDOW and pad:
             chunk = np.pad(chunk, (0, WINDOW - real))
         logp = self._session.run(None, {"waveform": chunk[None, None].astype(np.float32)})[0][0]
         active = POWERSET[np.asarray(logp).argmax(axis=-1)]
         return Window(start, active if real >= WINDOW else active[: frames_of(max(real, 251))])
+
+
+def gather(chunk: npt.NDArray[np.float32], frames: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """The samples of a window's chosen frames (each frame's 270 samples around its receptive field's centre)."""
+    idx = np.flatnonzero(frames)
+    lo = idx * FRAME + FRAME_CENTRE - FRAME // 2
+    parts = [chunk[a : a + FRAME] for a in lo]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
