@@ -4,6 +4,7 @@ module) and real clips: files (diarization), the live path (daemon subprocess + 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import wave
@@ -102,6 +103,32 @@ def test_agglomerate_estimates_count_and_keeps_window_mates_apart() -> None:
     assert same_window[0] != same_window[2]
     online = OnlineSpeakers(threshold=0.5)
     assert [online.assign(v) for v in vectors] == [0, 1, 0, 2, 1, 2]
+
+
+def test_live_voice_name_is_kept_as_the_session_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An enrolled voice that names a live speaker is stored as the session's name for the label (exports and
+    search see it, later finals keep it); without a session it is only in the payload; a given name wins."""
+    from daemon.settings import Settings
+    from daemon.speakers.live import LiveSpeakers
+    from daemon.store import speakers as db
+    from daemon.store.db import Store
+
+    for key in [k for k in os.environ if k.startswith("ASRBOX_")]:
+        monkeypatch.delenv(key)
+    rng = np.random.default_rng(3)
+    li, wu = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 192)).astype(np.float32))
+    store = Store(tmp_path / "store")
+    try:
+        db.add_voice(store, "Ms Li", li, 5.0)
+        live = LiveSpeakers(store, Settings())
+        assert live.assign("s1", li) == ("S1", "Ms Li")
+        assert live.assign("s1", wu) == ("S2", None)
+        assert db.names(store, "session", "s1") == {"S1": "Ms Li"}
+        db.rename(store, "session", "s1", "S1", "Dr Li")
+        assert live.assign("s1", li) == ("S1", "Dr Li")
+        assert live.assign(None, li) == ("S1", "Ms Li") and db.names(store, "session", None) == {}
+    finally:
+        store.close()
 
 
 # ---------------------------------------------------------------- real weights

@@ -92,7 +92,12 @@ class LiveSpeakers:
         online = self._online(session_id)
         lab = label(online.assign(vector))
         given = db.names(self.store, "session", session_id).get(lab)
-        return lab, given or self._voice(online.centroid(int(lab[1:]) - 1))
+        if given:
+            return lab, given
+        voice = self._voice(online.centroid(int(lab[1:]) - 1))
+        if voice is not None and session_id is not None:  # kept as the session's name: exports and search see it
+            db.rename(self.store, "session", session_id, lab, voice)
+        return lab, voice
 
     def _voice(self, centroid: Vector) -> str | None:
         best, name = self.voice_threshold, None
