@@ -149,6 +149,8 @@ def test_transcribe_with_speakers_labels_each_file(browser: Any, box: Box) -> No
     link = js(browser, "return document.querySelector('.file-speakers a').getAttribute('href')")
     assert link == f"#/history/record/{rec['id']}"
     assert js(browser, "return localStorage.getItem('asrbox.speakers')") == "2"  # remembered
+    js(browser, "document.querySelector('article.job').scrollIntoView()")
+    browser.save_screenshot(str(box.tmp / "transcribe.png"))
 
 
 def test_record_colours_speakers_and_a_rename_shows_in_lines_and_export(browser: Any, box: Box) -> None:
@@ -171,6 +173,7 @@ def test_record_colours_speakers_and_a_rename_shows_in_lines_and_export(browser:
     named = [("Ms Li: " if s["speaker"] == "S1" else "S2: ") for s in rec["segments"]]
     wait(lambda: js(browser, shown) == named, 20, "the name in the lines")
     assert _colour(browser, s1) != _colour(browser, s2)  # the colour follows the label, not the name
+    browser.save_screenshot(str(box.tmp / "record.png"))
     assert fetch(browser, f"/api/records/{rec['id']}/speakers")["data"]["speakers"] == [
         {"label": "S1", "name": "Ms Li"},
         {"label": "S2", "name": None},
@@ -192,6 +195,17 @@ def test_record_colours_speakers_and_a_rename_shows_in_lines_and_export(browser:
     srt = fetch(browser, "/api/records/export", "POST", {"ids": [rec["id"]], "format": "srt"})
     assert "S1: " in srt["data"] and "Ms Li" not in srt["data"]
 
+    js(browser, "localStorage.setItem('asrbox.lang', 'zh'); localStorage.setItem('asrbox.theme', 'dark')")
+    try:  # in Chinese, on the dark theme: the lighter hues, still one per label
+        browser.refresh()
+        heading = "const e = document.getElementById('rec-speakers-h'); return e && e.textContent"
+        wait(lambda: js(browser, heading) == "说话人", 30, "the record in Chinese")
+        assert js(browser, "return document.querySelector('#rec-speakers button').textContent") == "命名"
+        assert _colour(browser, s1) == "rgb(127, 200, 255)" and _colour(browser, s2) == "rgb(255, 184, 107)"
+        browser.save_screenshot(str(box.tmp / "record-zh-dark.png"))
+    finally:
+        js(browser, "localStorage.removeItem('asrbox.lang'); localStorage.removeItem('asrbox.theme')")
+
 
 def test_voices_enroll_list_and_delete_after_confirming(browser: Any, box: Box) -> None:
     ready(browser, box.base + "/#/voices")
@@ -205,6 +219,7 @@ def test_voices_enroll_list_and_delete_after_confirming(browser: Any, box: Box) 
     wait(lambda: js(browser, listed) == ["Mr Quilter"], 60, "the enrolled voice in the list")
     voices = fetch(browser, "/api/speakers/voices")["data"]["voices"]
     assert [v["name"] for v in voices] == ["Mr Quilter"]
+    browser.save_screenshot(str(box.tmp / "voices.png"))
 
     remove = "#vo-list li[data-name='Mr Quilter'] button"
     click(browser, remove)
@@ -242,7 +257,22 @@ def test_live_captions_colour_speakers_and_a_session_rename_shows_at_once(browse
     wait(lambda: set(js(browser, names)) == {"Mr Wu: "}, 20, "the name in the captions")
     speakers = fetch(browser, f"/api/sessions/{sid}/speakers")["data"]["speakers"]
     assert {"label": "S1", "name": "Mr Wu"} in speakers
+    browser.save_screenshot(str(box.tmp / "live.png"))
     click(browser, "#live-session-stop")
+
+    # History: the session's utterances with their speakers named, and a search by the name
+    ready(browser, f"{box.base}/#/history/session/{sid}")
+    shown = "return Array.from(document.querySelectorAll('#hist-view .records .speaker')).map(e => e.textContent)"
+    got = wait(lambda: js(browser, shown), 20, "the session's records with their speakers")
+    assert "Mr Wu: " in got and "S2: " in got and "S1: " not in got, got
+    said = [r["id"] for r in fetch(browser, f"/api/records?session={sid}")["data"]["items"] if r["speaker"] == "S1"]
+    ready(browser, f"{box.base}/#/history")
+    searched = "return Number(document.getElementById('page-history').dataset.searched || 0)"
+    before = js(browser, searched)
+    browser.find_element("id", "hist-speaker").send_keys("Mr Wu\n")
+    wait(lambda: js(browser, searched) > before, 20, "the search by speaker")
+    found = js(browser, "return Array.from(document.querySelectorAll('#hist-list li.rec')).map(l => l.dataset.id)")
+    assert said and sorted(found) == sorted(said), (found, said)
 
 
 def test_every_page_loads_without_a_script_error(browser: Any, box: Box) -> None:

@@ -4,6 +4,7 @@ import { get, query, raw } from './api.js';
 import { t } from './i18n.js';
 import { $, $$, busy, clock, field, h, languageSelect, saveBlob, toast, when } from './util.js';
 import { openRecord } from './record.js';
+import { loadNames, namesEditor, relabelWho, who } from './speakers.js';
 
 export const EXPORTS = ['txt', 'srt', 'vtt', 'csv', 'json', 'docx'];
 const PAGE = 50;
@@ -21,6 +22,7 @@ export function mount(section) {
       h('option', { value: '', i18n: 'hist.any' }), h('option', { value: 'live', i18n: 'hist.live' }), h('option', { value: 'file', i18n: 'hist.file' }))),
     field('hist.session', h('input', { id: 'hist-session', type: 'text', list: 'hist-sessions', size: 10 })),
     field('hist.language', languageSelect('hist-language')),
+    field('hist.speaker', h('input', { id: 'hist-speaker', type: 'text', size: 8, maxlength: 100, 'data-i18n-ph': 'hist.speaker_ph' })),
     h('div', { class: 'field' }, h('span', { class: 'label-space' }), h('button', { type: 'submit', id: 'hist-go', i18n: 'hist.go' })));
   for (const id of ['hist-since', 'hist-until', 'hist-source', 'hist-language']) form.querySelector('#' + id).addEventListener('change', () => search());
   section.append(
@@ -74,6 +76,7 @@ function readFilters() {
     source: $('#hist-source', root).value,
     session: $('#hist-session', root).value.trim(),
     language: $('#hist-language', root).value,
+    speaker: $('#hist-speaker', root).value.trim(),
   };
 }
 
@@ -192,7 +195,9 @@ async function openSession(id) {
   if (!s) return;
   const info = s.session || s;
   const recs = await get('/api/records' + query({ session: info.id || id, limit: 200 }));
-  const base = '/api/sessions/' + encodeURIComponent(info.id || id) + '/export?format=';
+  const sbase = '/api/sessions/' + encodeURIComponent(info.id || id);
+  const base = sbase + '/export?format=';
+  const names = await loadNames(sbase).catch(() => new Map());
   view.append(
     h('p', {}, h('a', { href: '#/history', i18n: 'hist.back' })),
     h('h2', { text: (info.name || t('hist.session')) + ' · ' + when(info.started_at) }),
@@ -202,5 +207,8 @@ async function openSession(id) {
     h('ol', { class: 'records' }, ...(recs.items || []).map((r) => h('li', { class: 'rec' },
       h('a', { href: '#/history/record/' + encodeURIComponent(r.id), class: 'reclink' },
         h('span', { class: 'meta' }, h('time', { text: when(r.started_at || r.created_at) })),
-        h('span', { class: 'text', text: r.text || '' }))))));
+        h('span', { class: 'text' }, who(r.speaker, names.get(r.speaker)), r.text || ''))))),
+    names.size ? h('section', { class: 'card speakers-card' }, h('h3', { i18n: 'spk.title' }),
+      h('p', { class: 'muted small', i18n: 'spk.session_list_hint' }),
+      namesEditor('ses', sbase, names, (label, name) => relabelWho(view, label, name))) : null);
 }

@@ -99,7 +99,8 @@ function segment(s, i) {
     : h('span', { class: 'seg-text', text: s.text });
   if (editing) text.value = s.text;
   const label = h('span', { class: 'seg-time', text: clock(s.start) });
-  const speaker = who(s.speaker, names.get(s.speaker));
+  const by = s.speaker || (rec.kind === 'live' ? rec.speaker : null); // a live utterance: one speaker
+  const speaker = who(by, names.get(by));
   if (editing) return h('li', { class: 'seg', dataset: { start: s.start, end: s.end } }, label, speaker, text);
   return h('li', { class: 'seg', dataset: { start: s.start, end: s.end } },
     h('button', { type: 'button', class: 'seg-play', onclick: () => seek(s.start), 'aria-label': t('hist.play_from', { at: clock(s.start) }) + ': ' + (speaker ? speaker.textContent : '') + s.text },
