@@ -51,7 +51,7 @@ export function namesEditor(prefix, base, names, onRenamed) {
   const ul = h('ul', { class: 'speakers', id: prefix + '-speakers' });
   for (const label of Array.from(names.keys()).sort(byLabel)) {
     const id = prefix + '-name-' + label;
-    const input = h('input', { id, type: 'text', maxlength: 100, value: names.get(label) || '', placeholder: t('spk.name_ph'), 'aria-label': t('spk.name_for', { label }) });
+    const input = h('input', { id, type: 'text', maxlength: 100, value: names.get(label) || '', placeholder: t('spk.name_ph'), 'data-i18n-ph': 'spk.name_ph', 'aria-label': t('spk.name_for', { label }) });
     const form = h('form', { class: 'row', dataset: { speaker: label }, onsubmit: (e) => { e.preventDefault(); save(e.submitter || form.querySelector('button')); } },
       h('label', { for: id, class: 'swatch ' + speakerClass(label), title: t('spk.name_for', { label }), text: label }),
       input,
