@@ -24,7 +24,8 @@ from daemon.asr.batching import in_batches
 from daemon.asr.funasr_engine import LANGUAGE_TAGS, split_tags
 from daemon.asr.provisioned import model_folder, model_kind
 from daemon.audio.decode import SAMPLE_RATE
-from daemon.audio.fbank import MELS, feed, online_fbank, read_cmvn
+from daemon.audio.fbank import MELS, read_cmvn
+from daemon.audio.fbank import features as fbank_features
 from daemon.errors import ConfigError, ModelError
 from daemon.settings import AsrSettings
 from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript
@@ -143,13 +144,9 @@ class OnnxEngine:
         raise ConfigError(f"config error: asr.model: {folder} has no tokens.json or tokens.txt")
 
     def features(self, audio: Audio) -> npt.NDArray[np.float32]:
-        fbank = online_fbank()
-        feed(fbank, audio)
-        fbank.input_finished()
-        n = fbank.num_frames_ready
-        if n == 0:
+        feats = fbank_features(audio)
+        if feats.shape[0] == 0:
             return np.zeros((0, LFR_M * MELS), dtype=np.float32)
-        feats = np.stack([np.asarray(fbank.get_frame(i), dtype=np.float32) for i in range(n)])
         return ((lfr(feats) + self._shift) * self._scale).astype(np.float32)
 
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:

@@ -4,7 +4,6 @@ utterance mean removed, CAM++ -> 192 numbers, returned L2-normalised (cosine sim
 from __future__ import annotations
 
 import logging
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.audio.decode import SAMPLE_RATE
+from daemon.audio.fbank import features
 
 log = logging.getLogger(__name__)
 
@@ -21,28 +21,11 @@ MAX_SAMPLES = 20 * SAMPLE_RATE  # longer audio adds cost, not identity: the midd
 SIZE = 192
 
 
-@cache
-def _fbank_options() -> Any:
-    import kaldi_native_fbank as knf
-
-    opts = knf.FbankOptions()
-    opts.frame_opts.samp_freq = SAMPLE_RATE
-    opts.frame_opts.dither = 0.0
-    opts.mel_opts.num_bins = 80
-    return opts
-
-
 def fbank(audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """(frames, 80) log-mel features with the utterance mean removed."""
-    import kaldi_native_fbank as knf
-
-    fb = knf.OnlineFbank(_fbank_options())
-    fb.accept_waveform(SAMPLE_RATE, audio.astype(np.float32).tolist())
-    fb.input_finished()
-    n = fb.num_frames_ready
-    if n == 0:
-        return np.zeros((0, 80), np.float32)
-    feats = np.stack([np.asarray(fb.get_frame(i), dtype=np.float32) for i in range(n)])
+    """(frames, 80) log-mel features (povey window, [-1, 1] scale) with the utterance mean removed."""
+    feats = features(audio, window="povey", scale=1.0)
+    if feats.shape[0] == 0:
+        return feats
     out: npt.NDArray[np.float32] = feats - feats.mean(axis=0, keepdims=True)
     return out
 
