@@ -69,20 +69,23 @@ function renderSpeakers() {
   const boxEl = $('#live-speakers-box', root);
   $('#live-speakers-note', root).dataset.i18n = speakers.session ? 'spk.live_hint' : 'spk.live_no_session';
   $('#live-speakers-note', root).textContent = t(speakers.session ? 'spk.live_hint' : 'spk.live_no_session');
-  const typing = boxEl.contains(document.activeElement) ? document.activeElement : null; // a new label arrives
-  const kept = Array.from(boxEl.querySelectorAll('input'), (i) => [i.id, i.value]);
+  // a final may redraw the list while someone types a name: the field being typed in keeps its text and focus
+  const typing = boxEl.contains(document.activeElement) && document.activeElement.id ? document.activeElement : null;
+  const typed = typing && typing.tagName === 'INPUT' ? typing.value : null;
   boxEl.replaceChildren(speakers.session
     ? namesEditor('live', '/api/sessions/' + encodeURIComponent(speakers.session), speakers.names, (label, name) => relabelWho(lines, label, name))
     : '');
-  for (const [id, value] of kept) { const i = document.getElementById(id); if (i) i.value = value; }
-  if (typing && typing.id && document.getElementById(typing.id)) document.getElementById(typing.id).focus();
+  const again = typing && document.getElementById(typing.id);
+  if (again) { if (typed !== null) again.value = typed; again.focus(); }
 }
 
-// A final from the current session with a label not listed yet adds it to the list (its name field stays empty:
-// the caption's speaker_name may be an enrolled voice's, which is not a name given in the session)
+// A final of the current session updates the list: a label not listed yet, or a name the box gave it (an
+// enrolled voice's becomes the session's name for the label)
 function heard(f) {
-  if (!f.speaker || !speakers.session || f.session_id !== speakers.session || speakers.names.has(f.speaker)) return;
-  speakers.names.set(f.speaker, null);
+  if (!f.speaker || !speakers.session || f.session_id !== speakers.session) return;
+  const name = f.speaker_name || null;
+  if (speakers.names.has(f.speaker) && speakers.names.get(f.speaker) === name) return;
+  speakers.names.set(f.speaker, name);
   renderSpeakers();
 }
 
