@@ -4,11 +4,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import wave
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+from daemon.audio.decode import SAMPLE_RATE, decode_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EVAL = Path(os.environ.get("ASRBOX_EVAL_DIR", ROOT.parent / "shared" / "eval"))
@@ -26,6 +30,30 @@ def eval_clip(clip_id: str) -> tuple[Path, dict[str, Any]]:
         if r["id"] == clip_id:
             return EVAL / r["path"], r
     raise KeyError(clip_id)
+
+
+def write_wav(path: Path, audio: np.ndarray) -> Path:
+    """`audio` (float, 16 kHz mono) as a 16-bit PCM WAV."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def join_clips(clips: Sequence[str], pauses: Sequence[float]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """A test meeting: the eval clips one after another (16 kHz), 0.5 s of silence first and `pauses[i]` s of
+    faint noise after clip i; and where each clip lies (start s, end s, clip id)."""
+    rng = np.random.default_rng(0)
+    parts, spans, at = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], 0.5
+    for clip, pause in zip(clips, pauses, strict=True):
+        audio = decode_file(eval_clip(clip)[0])
+        parts.append(audio)
+        spans.append((at, at + audio.size / SAMPLE_RATE, clip))
+        at += audio.size / SAMPLE_RATE + pause
+        parts.append((rng.standard_normal(int(pause * SAMPLE_RATE)) * 0.001).astype(np.float32))
+    return np.concatenate(parts), spans
 
 
 @pytest.fixture(scope="session")

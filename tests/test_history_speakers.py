@@ -44,7 +44,12 @@ def _live(store: Store, session: str, second: int, text: str, label: str | None,
     return rid
 
 
-def _file(store: Store, name: str, language: str, segments: list[dict[str, Any]]) -> str:
+Line = tuple[float, float, str, str | None]  # start, end, text, speaker label (None: no speaker)
+
+
+def _file(store: Store, name: str, language: str, lines: list[Line]) -> str:
+    """A transcribed file record whose segments are `lines`."""
+    segments = [{"start": a, "end": b, "text": t} | ({"speaker": who} if who else {}) for a, b, t, who in lines]
     rid = store.begin("file", source=f"/srv/in/{name}")
     sep = "" if language == "zh" else " "
     text = sep.join(s["text"] for s in segments)
@@ -79,27 +84,16 @@ def seed(root: Path) -> Seeded:
             store,
             "panel.wav",
             "en",
-            [
-                {"start": 0.0, "end": 1.0, "text": "hello there.", "speaker": "S1"},
-                {"start": 1.0, "end": 2.0, "text": "how are you?", "speaker": "S1"},
-                {"start": 2.0, "end": 3.5, "text": "general kenobi", "speaker": "S2"},
-            ],
+            [(0.0, 1.0, "hello there.", "S1"), (1.0, 2.0, "how are you?", "S1"), (2.0, 3.5, "general kenobi", "S2")],
         )
         s.ids["plain"] = _file(
-            store,
-            "plain.wav",
-            "en",
-            [{"start": 0.0, "end": 1.0, "text": "a plain friday record."}, {"start": 1.0, "end": 2.0, "text": "no."}],
+            store, "plain.wav", "en", [(0.0, 1.0, "a plain friday record.", None), (1.0, 2.0, "no.", None)]
         )
         s.ids["zh"] = _file(
             store,
             "会议.wav",
             "zh",
-            [
-                {"start": 0.0, "end": 1.5, "text": "今天讨论预算", "speaker": "S1"},
-                {"start": 1.5, "end": 3.0, "text": "预算已经批准", "speaker": "S1"},
-                {"start": 3.0, "end": 4.0, "text": "好的", "speaker": "S2"},
-            ],
+            [(0.0, 1.5, "今天讨论预算", "S1"), (1.5, 3.0, "预算已经批准", "S1"), (3.0, 4.0, "好的", "S2")],
         )
         sp.rename(store, "session", s.session, "S2", "Ms Li")  # only in the first meeting
         sp.rename(store, "record", s.ids["panel"], "S2", "Obi-Wan")

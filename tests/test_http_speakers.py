@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import wave
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import httpx2 as httpx
 import numpy as np
 import pytest
-from conftest import eval_clip
+from conftest import eval_clip, join_clips, write_wav
 from http_daemon import HttpDaemon, assert_error
 
 from daemon.audio.decode import SAMPLE_RATE, decode_file
@@ -39,31 +38,15 @@ PAUSE_S = 1.2
 TIMEOUT = 300
 
 
-def write_wav(path: Path, audio: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 Spans = list[tuple[float, float, str]]
 SPANS: dict[str, Spans] = {}  # file name -> where each reader reads (start, end, "A" or "B")
 
 
 def meeting(path: Path, clips: tuple[str, ...]) -> Path:
-    """The clips one after another, 1.2 s of faint noise between them (as tests/test_speakers.py builds one)."""
-    rng = np.random.default_rng(0)
-    parts, spans, at = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], 0.5
-    for clip in clips:
-        audio = decode_file(eval_clip(clip)[0])
-        parts.append(audio)
-        spans.append((at, at + audio.size / SAMPLE_RATE, "A" if "librispeech" in clip else "B"))
-        at += audio.size / SAMPLE_RATE + PAUSE_S
-        parts.append((rng.standard_normal(int(PAUSE_S * SAMPLE_RATE)) * 0.001).astype(np.float32))
-    SPANS[path.name] = spans
-    return write_wav(path, np.concatenate(parts))
+    """The clips one after another, 1.2 s of faint noise between them (conftest's join_clips)."""
+    audio, spans = join_clips(clips, (PAUSE_S,) * len(clips))
+    SPANS[path.name] = [(start, end, "A" if "librispeech" in clip else "B") for start, end, clip in spans]
+    return write_wav(path, audio)
 
 
 @pytest.fixture(scope="module")

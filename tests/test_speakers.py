@@ -7,13 +7,12 @@ import json
 import os
 import sqlite3
 import sys
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, Broker, Recorder, asrbox, eval_clip
+from conftest import ROOT, Broker, Recorder, asrbox, eval_clip, join_clips, write_wav
 
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 from daemon.speakers.cluster import Bounds, OnlineSpeakers, agglomerate
@@ -29,15 +28,6 @@ PARTS = (
 PAUSE_S = 1.2
 
 
-def write_wav(path: Path, audio: np.ndarray) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
-
-
 @pytest.fixture(scope="module")
 def models(speaker_models: Path) -> Path:
     return speaker_models
@@ -45,15 +35,9 @@ def models(speaker_models: Path) -> Path:
 
 def build_meeting(folder: Path, pauses: tuple[float, ...]) -> tuple[Path, list[tuple[float, float, str]]]:
     """PARTS as one WAV, `pauses[i]` seconds of faint noise after part i; and where each part lies."""
-    rng = np.random.default_rng(0)
-    parts, spans, at = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)], [], 0.5
-    for (clip, who), pause in zip(PARTS, pauses, strict=True):
-        audio = decode_file(eval_clip(clip)[0])
-        parts.append(audio)
-        spans.append((at, at + audio.size / SAMPLE_RATE, who))
-        at += audio.size / SAMPLE_RATE + pause
-        parts.append((rng.standard_normal(int(pause * SAMPLE_RATE)) * 0.001).astype(np.float32))
-    return write_wav(folder / "meeting.wav", np.concatenate(parts)), spans
+    audio, spans = join_clips([clip for clip, _ in PARTS], pauses)
+    who = dict(PARTS)
+    return write_wav(folder / "meeting.wav", audio), [(start, end, who[clip]) for start, end, clip in spans]
 
 
 @pytest.fixture(scope="module")
