@@ -21,6 +21,7 @@ from daemon.settings import Settings, load_settings, masked_dump
 
 if TYPE_CHECKING:
     from daemon.batch.transcribe import Outcome
+    from daemon.output.formats import FileTranscript
     from daemon.store.db import Store
 
 log = logging.getLogger("daemon.cli")
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--csv-file",
         metavar="FILE",
-        help="every file's segments in one CSV (file,start,end,text) instead of a document each on stdout",
+        help="every file's segments in one CSV (file,start,end[,speaker],text) instead of a document each on stdout",
     )
     t.add_argument("--language", "-l", help="language code, or 'auto' (default from config)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"))
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     he.add_argument("--since", help="date or ISO time (local time unless it has a zone)")
     he.add_argument("--until")
     he.add_argument("--output", "-o", default="-", metavar="FILE")
+    he.add_argument("--speaker", type=_speaker, metavar="S1|NAME", help="only records said by this label or given name")
     hd = hs.add_parser("delete", help="delete one record (and its audio when the store holds it)")
     hd.add_argument("id")
     hed = hs.add_parser("edit", help="correct a record's text (the recognizer's text is kept: see revert)")
@@ -243,7 +245,7 @@ class _Tally:
     incomplete: int = 0
     audio_s: float = 0.0
     first: bool = True
-    csv_rows: list[tuple[str, ...]] = field(default_factory=list)  # --csv-file: every file's segments
+    csv_files: list[tuple[str, FileTranscript]] = field(default_factory=list)  # --csv-file: every file's segments
 
 
 @dataclass(frozen=True)
@@ -276,10 +278,11 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     tally = _Tally(failed=len(input_errors))
     _run_batch(args, settings, files, how, tally)
     if csv_file is not None:
-        from daemon.output.formats import to_csv, write_output
+        from daemon.output.formats import batch_csv, write_output
 
-        write_output(csv_file, to_csv(tally.csv_rows, ("file", "start", "end", "text")))
-        _say(f"{len(tally.csv_rows)} segments of {tally.ok} files in {printable(str(csv_file))}")
+        write_output(csv_file, batch_csv(tally.csv_files))
+        segments = sum(len(t.segments) for _, t in tally.csv_files)
+        _say(f"{segments} segments of {tally.ok} files in {printable(str(csv_file))}")
     summary = f"{tally.ok} transcribed, {tally.failed} failed ({tally.audio_s:.1f} s of audio)"
     if tally.incomplete:
         summary += f"; {tally.incomplete} only in part (see the warnings)"
@@ -355,7 +358,7 @@ def _file_speakers(args: argparse.Namespace, settings: Settings, store: Any) -> 
 def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
     """One file's outcome: its document to its output file or stdout, or its one error line."""
     from daemon.batch.transcribe import output_path
-    from daemon.output.formats import OutputError, csv_rows, printable, render, write_output, write_stdout
+    from daemon.output.formats import OutputError, printable, render, write_output, write_stdout
 
     name = printable(str(outcome.path))
     if outcome.error is not None or outcome.transcript is None:
@@ -365,7 +368,7 @@ def _deliver(outcome: Outcome, how: _Delivery, tally: _Tally) -> None:
     t = outcome.transcript
     doc = render(t, how.fmt)
     if how.csv_file is not None:
-        tally.csv_rows += csv_rows(t, name)
+        tally.csv_files.append((name, t))
     if how.out_dir is not None:
         try:
             write_output(output_path(how.out_dir, outcome.path, how.fmt, how.common), doc)
@@ -403,7 +406,6 @@ def _when(value: str | None, flag: str) -> str | None:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from daemon.output.formats import history_csv, history_json, write_output, write_stdout
     from daemon.store.db import Store
 
     settings = _settings(args)
@@ -426,17 +428,26 @@ def cmd_history(args: argparse.Namespace) -> int:
         if args.action in ("delete", "edit", "revert"):
             return _history_change(store, args)
         if args.action == "export":
-            records = list(store.iter_all(since=_when(args.since, "--since"), until=_when(args.until, "--until")))
-            doc = history_csv(records) if args.format == "csv" else history_json(records)
-            if args.output == "-":
-                write_stdout(doc)
-            else:
-                write_output(Path(args.output), doc)
-                print(f"asrbox: exported {len(records)} records to {args.output}", file=sys.stderr)
-            return 0
+            return _history_export(store, args)
     finally:
         store.close()
     return 64
+
+
+def _history_export(store: Store, args: argparse.Namespace) -> int:
+    """`history export`: the records (oldest first) within --since/--until, said by --speaker when given."""
+    from daemon.output.formats import history_csv, history_json, write_output, write_stdout
+    from daemon.store import records as history
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    records = list(history.export(store, since, until, args.speaker))
+    doc = history_csv(records) if args.format == "csv" else history_json(records)
+    if args.output == "-":
+        write_stdout(doc)
+    else:
+        write_output(Path(args.output), doc)
+        print(f"asrbox: exported {len(records)} records to {args.output}", file=sys.stderr)
+    return 0
 
 
 def _history_filter(args: argparse.Namespace) -> Any:

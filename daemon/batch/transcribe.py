@@ -31,6 +31,7 @@ from daemon.output.formats import FileTranscript, TimedText, printable
 from daemon.settings import VadSettings
 from daemon.speakers.speech import merge, voiced_spans
 from daemon.store.db import Record, Store
+from daemon.store.records import save_file
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, join_texts
 
@@ -223,6 +224,7 @@ class Outcome:
     error: str | None = None  # the reason the file failed, without the file name
     reused: bool = False
     warning: str | None = None  # transcribed from less (or more) audio than the file declares
+    engine_s: float | None = None  # seconds of engine calls spent on the file (its share of shared batches)
 
 
 def describe(exc: BaseException) -> str:
@@ -445,24 +447,16 @@ class BatchTranscriber:
                 st.error = f"text processing failed: {describe(exc)}"
         if transcript is not None and self.speakers is not None:
             transcript = self._with_speakers(st, transcript)
-        if st.error is not None or transcript is None:
-            if self.store is not None and st.record_id:
-                self.store.fail(st.record_id, st.error or "no transcript")
-            return Outcome(st.path, error=st.error)
+        outcome = (
+            Outcome(st.path, error=st.error)
+            if st.error is not None or transcript is None
+            else Outcome(st.path, transcript, warning=st.warning, engine_s=st.engine_s)
+        )
         if self.store is not None and st.record_id:
-            self.store.finish(
-                st.record_id,
-                language=transcript.language,
-                raw_text=transcript.raw_text,
-                text=transcript.text,
-                segments=[segment_dict(s) for s in transcript.segments],
-                engine={**self.engine.info.as_dict(), "processing_s": round(st.engine_s, 3)},
-                processing_s=transcript.processing_s,
-                duration_s=st.duration_s,
-                meta={**transcript.meta, "warning": st.warning} if st.warning else transcript.meta,
-            )
-        log.debug("%s: %s", st.path, transcript.text)
-        return Outcome(st.path, transcript, warning=st.warning)
+            save_file(self.store, outcome, None, None, st.record_id)  # with the names voices give its labels
+        if outcome.transcript is not None:
+            log.debug("%s: %s", st.path, outcome.transcript.text)
+        return outcome
 
     def _with_speakers(self, st: _FileState, transcript: FileTranscript) -> FileTranscript:
         """Speaker labels on the segments; a failure leaves them off with a warning, the text stands."""

@@ -8,8 +8,6 @@ finals come first. Nothing here writes to the store: the loop records outcomes (
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from daemon.audio.vad import load_vad
-from daemon.batch.transcribe import BatchTranscriber, Outcome, describe, segment_dict
+from daemon.batch.transcribe import BatchTranscriber, Outcome, describe
 from daemon.live.worker import SharedEngine
 from daemon.speakers.files import FileSpeakers, SpeakerRequest
 from daemon.speakers.models import present
 from daemon.store import speakers as speaker_db
 from daemon.store.db import Store
+from daemon.store.records import save_file
 from daemon.text.pipeline import TextPipeline
 
 if TYPE_CHECKING:
@@ -103,15 +102,7 @@ class FileTranscription:
             if self._labeller is None:
                 self._labeller = FileSpeakers(self.app.settings, request)
             base = self._labeller
-        mine = copy.copy(base)
-        mine.bounds = dataclasses.replace(
-            base.bounds,
-            speakers=request.speakers,
-            min_speakers=request.min_speakers,
-            max_speakers=request.max_speakers or self.app.settings.speakers.max_speakers,
-        )
-        mine.voices = self.voices
-        return mine
+        return base.with_request(request, self.voices)
 
     def _pipeline(self, itn: bool | None) -> TextPipeline:
         s = self.app.settings
@@ -163,23 +154,6 @@ class FileTranscription:
 
 
 def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str | None) -> str:
-    """Store a file's outcome as a record (done or failed); returns the record id. The loop's to call."""
-    rid = store.begin("file", source=source, fingerprint=None, audio_path=audio_path)
-    t = outcome.transcript
-    if t is None:
-        store.fail(rid, outcome.error or "no transcript")
-        return rid
-    store.finish(
-        rid,
-        language=t.language,
-        raw_text=t.raw_text,
-        text=t.text,
-        segments=[segment_dict(x) for x in t.segments],
-        engine={**t.engine, "processing_s": round(t.processing_s, 3)},
-        processing_s=t.processing_s,
-        duration_s=t.duration_s,
-        meta={**t.meta, "warning": outcome.warning} if outcome.warning else t.meta,
-    )
-    for label, name in t.speaker_names.items():  # enrolled voices found in the file name its labels
-        speaker_db.rename(store, "record", rid, label, name)
-    return rid
+    """Store a file's outcome as a record (done or failed) in one transaction, with the names enrolled voices
+    found in the file give its labels (as the CLI and jobs record theirs); returns the record id. The loop's."""
+    return save_file(store, outcome, source, audio_path)

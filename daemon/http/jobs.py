@@ -26,7 +26,7 @@ from daemon.core.files import FileOptions
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
 from daemon.lang import model_languages
-from daemon.output.formats import FORMATS, FileTranscript, csv_rows, render, to_csv
+from daemon.output.formats import FORMATS, FileTranscript, batch_csv, render
 from daemon.store import speakers as speaker_db
 from daemon.store.jobs import NewFile
 
@@ -285,18 +285,14 @@ async def results_zip(job_id: str, request: Request, format: str | None = None) 
     return _download(body, "application/zip", f"job-{job_id}.zip")
 
 
-def batch_csv(app: App, files: list[dict[str, Any]]) -> str:
+def job_csv(app: App, files: list[dict[str, Any]]) -> str:
     """One CSV for the whole batch: file, start, end, text (UTF-8 with a BOM, for Excel); with a `speaker` column
     before the text (the name where one is known, as a file's CSV) when any file has speaker labels."""
-    done = [(f["name"], t) for f in files if (t := _transcript(app, f)) is not None]
-    if not any(s.speaker for _, t in done for s in t.segments):
-        return to_csv([row for name, t in done for row in csv_rows(t, name)], ("file", "start", "end", "text"))
-    rows = [(name, f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for name, t in done for s in t.segments]
-    return to_csv(rows, ("file", "start", "end", "speaker", "text"))
+    return batch_csv([(f["name"], t) for f in files if (t := _transcript(app, f)) is not None])
 
 
 @router.get("/api/jobs/{job_id}/results.csv")
 async def results_csv(job_id: str, request: Request) -> Response:
     app = core(request)
     _job_or_404(app, job_id)
-    return _download(batch_csv(app, app.jobs.db.files_of(job_id)), MEDIA["csv"], f"job-{job_id}.csv")
+    return _download(job_csv(app, app.jobs.db.files_of(job_id)), MEDIA["csv"], f"job-{job_id}.csv")

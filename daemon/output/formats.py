@@ -128,6 +128,16 @@ def csv_rows(t: FileTranscript, file: str | None = None) -> list[tuple[str, ...]
     return [(*lead, f"{s.start:.2f}", f"{s.end:.2f}", s.text) for s in t.segments]
 
 
+def batch_csv(files: Sequence[tuple[str, FileTranscript]]) -> str:
+    """One CSV for a batch of (file name, transcript): file, start, end, text; with a `speaker` column before the
+    text (the name where one is known, as a file's CSV) when any file has speaker labels. `asrbox transcribe
+    --csv-file` and a job's results.csv."""
+    if not any(s.speaker for _, t in files for s in t.segments):
+        return to_csv([row for name, t in files for row in csv_rows(t, name)], ("file", "start", "end", "text"))
+    rows = [(name, f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for name, t in files for s in t.segments]
+    return to_csv(rows, ("file", "start", "end", "speaker", "text"))
+
+
 def render(t: FileTranscript, fmt: str) -> str:
     if fmt == "txt":
         return t.text + "\n"

@@ -3,6 +3,7 @@ memory holds) and give every segment the label of the speaker who talks most wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import time
@@ -58,13 +59,26 @@ class FileSpeakers:
         self.voices = tuple(voices)  # enrolled voices: a speaker this similar to one is called by its name
         self.voice_threshold = sp.voice_threshold
         self.diarizer = Diarizer(load(sp.folder(settings.asr)), threads=sp.threads)
-        self.bounds = Bounds(
+        self.max_speakers = sp.max_speakers  # the box's bound when a request gives none
+        self.threshold = sp.threshold
+        self.bounds = self._bounds(request)
+        self.step_s = sp.step_s
+
+    def _bounds(self, request: SpeakerRequest) -> Bounds:
+        return Bounds(
             speakers=request.speakers,
             min_speakers=request.min_speakers,
-            max_speakers=request.max_speakers or sp.max_speakers,
-            threshold=sp.threshold,
+            max_speakers=request.max_speakers or self.max_speakers,
+            threshold=self.threshold,
         )
-        self.step_s = sp.step_s
+
+    def with_request(self, request: SpeakerRequest, voices: Sequence[Voice]) -> FileSpeakers:
+        """A labeller for another request and voice list that shares this one's loaded models (onnxruntime
+        sessions run from several threads); this one is unchanged."""
+        mine = copy.copy(self)
+        mine.bounds = self._bounds(request)
+        mine.voices = tuple(voices)
+        return mine
 
     def diarize(self, path: Path, speech: Spans | None = None) -> Diarization:
         return self.diarizer.run(iter_decode(path), self.bounds, self.step_s, speech)

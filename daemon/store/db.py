@@ -557,6 +557,11 @@ class Store:
                 db.execute(
                     f"DELETE FROM records_fts WHERE rowid IN (SELECT rowid FROM records WHERE {match})", record_ids
                 )
+                db.execute(
+                    "DELETE FROM speaker_names WHERE scope='record' AND scope_id IN "
+                    f"(SELECT id FROM records WHERE {match})",
+                    record_ids,
+                )
                 cur = db.execute(f"DELETE FROM records WHERE {match}", record_ids)
             else:
                 cur = db.execute(f"UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE {match}", record_ids)
@@ -665,6 +670,7 @@ class Store:
             if row is None:
                 return False
             db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
+            db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (record_id,))
             db.execute("DELETE FROM records WHERE id=?", (record_id,))
         return True
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from daemon.batch.transcribe import Outcome, segment_dict
+from daemon.batch.transcribe import Outcome
 from daemon.store.db import Store, utc_now
+from daemon.store.records import write_file
 
 JOB_FIELDS = "id, name, created_at, finished_at, status, options"
 FILE_FIELDS = "idx, name, bytes, status, progress, duration_s, record_id, error"
@@ -139,13 +139,7 @@ class JobStore:
             ).fetchone()
             if row is None or row[0] != "running":
                 return None
-            rid = _insert_record(db, outcome, work.name, work.path)
-            self.store._reindex(rid)
-            for label, name in (outcome.transcript.speaker_names if outcome.transcript else {}).items():
-                db.execute(  # an enrolled voice found in the file names its label in this record
-                    "INSERT OR REPLACE INTO speaker_names (scope, scope_id, label, name) VALUES ('record', ?, ?, ?)",
-                    (rid, label, name),
-                )
+            rid = write_file(self.store, db, outcome, work.name, work.path)  # as every file path records one
             t = outcome.transcript
             db.execute(
                 "UPDATE job_files SET status=?, progress=?, duration_s=COALESCE(?, duration_s), record_id=?, error=? "
@@ -293,37 +287,3 @@ def _settle(db: sqlite3.Connection, job_id: str) -> None:
         "UPDATE jobs SET status=?, finished_at=? WHERE id=? AND status IN ('queued', 'running')",
         (status, utc_now(), job_id),
     )
-
-
-def _insert_record(db: sqlite3.Connection, outcome: Outcome, source: str, audio_path: str) -> str:
-    """Inside a transaction: the file's record, done or failed (as `record_outcome` writes it)."""
-    rid = str(uuid.uuid4())
-    t = outcome.transcript
-    now = utc_now()
-    if t is None:
-        db.execute(
-            "INSERT INTO records (id, kind, status, source, created_at, audio_path, error) "
-            "VALUES (?, 'file', 'failed', ?, ?, ?, ?)",
-            (rid, source, now, audio_path, outcome.error or "no transcript"),
-        )
-        return rid
-    meta = {**t.meta, "warning": outcome.warning} if outcome.warning else t.meta
-    db.execute(
-        "INSERT INTO records (id, kind, status, source, created_at, duration_s, language, raw_text, text, segments, "
-        "engine, processing_s, audio_path, meta) VALUES (?, 'file', 'done', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            rid,
-            source,
-            now,
-            t.duration_s,
-            t.language,
-            t.raw_text,
-            t.text,
-            json.dumps([segment_dict(x) for x in t.segments], ensure_ascii=False),
-            json.dumps({**t.engine, "processing_s": round(t.processing_s, 3)}),
-            round(t.processing_s, 3),
-            audio_path,
-            json.dumps(meta, ensure_ascii=False) if meta else None,
-        ),
-    )
-    return rid

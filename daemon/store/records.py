@@ -15,14 +15,19 @@ import logging
 import math
 import os
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from daemon.errors import AsrboxError
 from daemon.lang import NO_SPACE_LANGUAGES
-from daemon.store.db import Store, fts_query, iso, utc_now
+from daemon.store.db import Record, Store, fts_query, iso, utc_now
+
+if TYPE_CHECKING:
+    from daemon.batch.transcribe import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +196,8 @@ def speaker_condition(speaker: str, live: bool) -> tuple[str, list[str]]:
     A live utterance (`live`: the store has the speakers' migration) matches by its own label, or by the name
     given to that label in its session. A file record matches when any of its segments has the label, or a
     label the record's names give that name. instr first: records without speakers are skipped without
-    parsing their JSON. Names of enrolled voices are not stored with records: they match only once given."""
+    parsing their JSON. An enrolled voice found in a file is stored as the record's name for its label, so it
+    matches as a given name does."""
     seg = "json_extract(s.value, '$.speaker')"
     labelled = f"instr(r.segments, '\"speaker\"') > 0 AND EXISTS (SELECT 1 FROM json_each(r.segments) s WHERE {seg} = ?"
     if not live:  # before the speakers' migration: labels only (no names either)
@@ -411,7 +417,8 @@ def in_store(store: Store, path: Path) -> bool:
 
 
 def delete(store: Store, record_id: str) -> dict[str, Any]:
-    """Delete a record, its edits and its audio file when the store holds it (a user's own file stays).
+    """Delete a record, its edits, the names given to its labels and its audio file when the store holds it (a
+    user's own file stays), the rows in one transaction.
     A pending record (an utterance the worker has yet to transcribe) is refused with 409."""
     row = record_row(store, record_id)
     if row["status"] == "pending":
@@ -420,6 +427,7 @@ def delete(store: Store, record_id: str) -> dict[str, Any]:
     with store._tx() as db:
         db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
         db.execute("DELETE FROM record_edits WHERE record_id=?", (record_id,))
+        db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (record_id,))
         db.execute("DELETE FROM records WHERE id=? AND status != 'pending'", (record_id,))
     removed = False
     if audio is not None and in_store(store, audio):
@@ -429,3 +437,83 @@ def delete(store: Store, record_id: str) -> dict[str, Any]:
         except OSError as exc:
             log.warning("record %s deleted; its audio file stays: %s", record_id, exc.strerror or exc)
     return {"id": record_id, "audio_deleted": removed}
+
+
+# ---------------------------------------------------------------------------------------------- exports
+def export(store: Store, since: str | None, until: str | None, speaker: str | None = None) -> Iterator[Record]:
+    """Records for `asrbox history export`, oldest first; with `speaker`, only those said by that label or given
+    name (as `page` filters them, walked in SQL a page at a time)."""
+    if speaker is None:
+        yield from store.iter_all(since=since, until=until)
+        return
+    f = RecordFilter(since=since, until=until, speaker=speaker)
+    cursor: str | None = None
+    while True:
+        found, cursor = page(store, f, MAX_LIMIT, cursor, newest_first=False)
+        for r in found:
+            rec = store.get(r["id"])
+            if rec is not None:
+                yield rec
+        if cursor is None:
+            return
+
+
+# ---------------------------------------------------------------------------------------------- file outcomes
+def save_file(
+    store: Store, outcome: Outcome, source: str | None, audio_path: str | None, record_id: str | None = None
+) -> str:
+    """Record a transcribed file's outcome in one transaction (`write_file`); the record's id."""
+    with store._tx() as db:
+        return write_file(store, db, outcome, source, audio_path, record_id)
+
+
+def write_file(
+    store: Store,
+    db: sqlite3.Connection,
+    outcome: Outcome,
+    source: str | None,
+    audio_path: str | None,
+    record_id: str | None = None,
+) -> str:
+    """Inside `store._tx()`: a file's record, done or failed, indexed for search, and the names that enrolled
+    voices found in the file give its labels. Every path that transcribes files (CLI, /v1, jobs, Wyoming) records
+    them here. `record_id`: the pending record begun for the file (the CLI's), else a new record."""
+    t = outcome.transcript
+    rid = record_id or _new_file_record(db, source, audio_path)
+    if t is None:
+        db.execute("UPDATE records SET status='failed', error=? WHERE id=?", (outcome.error or "no transcript", rid))
+        return rid
+    from daemon.batch.transcribe import segment_dict  # the CLI's history commands need not load the transcriber
+
+    meta = {**t.meta, "warning": outcome.warning} if outcome.warning else t.meta
+    engine_s = outcome.engine_s if outcome.engine_s is not None else t.processing_s
+    db.execute(
+        "UPDATE records SET status='done', language=?, raw_text=?, text=?, segments=?, engine=?, processing_s=?, "
+        "duration_s=?, error=NULL, meta=? WHERE id=?",
+        (
+            t.language,
+            t.raw_text,
+            t.text,
+            json.dumps([segment_dict(x) for x in t.segments], ensure_ascii=False),
+            json.dumps({**t.engine, "processing_s": round(engine_s, 3)}),
+            round(t.processing_s, 3),
+            t.duration_s,
+            json.dumps(meta, ensure_ascii=False) if meta else None,
+            rid,
+        ),
+    )
+    store._reindex(rid)
+    db.executemany(  # an enrolled voice found in the file names its label in this record
+        "INSERT OR REPLACE INTO speaker_names (scope, scope_id, label, name) VALUES ('record', ?, ?, ?)",
+        [(rid, label, name) for label, name in t.speaker_names.items()],
+    )
+    return rid
+
+
+def _new_file_record(db: sqlite3.Connection, source: str | None, audio_path: str | None) -> str:
+    rid = str(uuid.uuid4())
+    db.execute(
+        "INSERT INTO records (id, kind, status, source, created_at, audio_path) VALUES (?, 'file', 'pending', ?, ?, ?)",
+        (rid, source, utc_now(), audio_path),
+    )
+    return rid
