@@ -21,20 +21,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Broker, eval_clip, free_port
-from headless import CHROMIUM, DRIVER, start_chrome
+import test_console
+from conftest import Broker, eval_clip, free_port, join_clips, write_wav
+from headless import start_chrome
 from test_captions import wait
 from test_console import _status, click, fetch, js, ready
 from test_daemon import daemon_env, start_daemon
 
-pytestmark = [
-    pytest.mark.model,
-    pytest.mark.broker,
-    pytest.mark.skipif(
-        not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
-        reason="chromium/chromedriver not installed (scripts/test installs them)",
-    ),
-]
+pytestmark = test_console.pytestmark  # the real model, a broker, a browser (skipped without chromium)
 # A, B, A: LibriSpeech 1272 twice around Hi-Fi TTS 6097, 1.2 s of faint noise between them (tests/test_speakers.py)
 PARTS = (
     "en_librispeech_1272-128104-0001",
@@ -55,18 +49,13 @@ class Box:
 
 
 def _audio(tmp: Path) -> dict[str, Path]:
-    from test_speakers import write_wav
+    from daemon.audio.decode import SAMPLE_RATE
 
-    from daemon.audio.decode import SAMPLE_RATE, decode_file
-
-    rng = np.random.default_rng(0)
-    parts = [np.zeros(int(0.5 * SAMPLE_RATE), np.float32)]
-    for clip in PARTS:
-        parts.append(decode_file(eval_clip(clip)[0]))
-        parts.append((rng.standard_normal(int(PAUSE_S * SAMPLE_RATE)) * 0.001).astype(np.float32))
-    meeting = write_wav(tmp / "meeting.wav", np.concatenate(parts))
+    audio, spans = join_clips(PARTS, (PAUSE_S,) * len(PARTS))
+    meeting = write_wav(tmp / "meeting.wav", audio)
     # the microphone: the first two parts (two voices), then quiet, over and over
-    mic = write_wav(tmp / "mic.wav", np.concatenate([*parts[:4], np.zeros(12 * SAMPLE_RATE, np.float32)]))
+    two = audio[: round(spans[1][1] * SAMPLE_RATE)]
+    mic = write_wav(tmp / "mic.wav", np.concatenate([two, np.zeros(12 * SAMPLE_RATE, np.float32)]))
     return {"meeting": meeting, "mic": mic, "voice": eval_clip(VOICE_CLIP)[0]}
 
 
