@@ -12,7 +12,6 @@ process that has not sampled yet: CTranslate2 seeds each thread's generator once
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -22,8 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import EVAL, ROOT, eval_rows
+
+LONG_WAV = "en/en_long_concat_hifitts6097.wav"  # the live and soak benchmarks' recording
 CHAR_LANGS = {"zh", "yue", "ja"}
 
 
@@ -147,7 +148,7 @@ def machine() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--manifest", default=str(ROOT.parent / "shared" / "eval" / "manifest.jsonl"))
+    ap.add_argument("--manifest", default=str(EVAL / "manifest.jsonl"))
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--lang", help="comma-separated languages to keep (default: all)")
     ap.add_argument("--batch-size", type=int, help="windows decoded together (default: asr.batch_size, 4)")
@@ -187,10 +188,7 @@ def main() -> int:
     if not manifest.is_file():
         print(f"bench: manifest not found: {manifest}", file=sys.stderr)
         return 66
-    rows = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if args.lang:
-        keep = set(args.lang.split(","))
-        rows = [r for r in rows if r["lang"] in keep]
+    rows = eval_rows(manifest, set(args.lang.split(",")) if args.lang else None)
     base = manifest.parent
     audio_s = sum(float(r.get("duration_s", 0)) for r in rows)
 
@@ -221,7 +219,7 @@ def main() -> int:
 def live(args: argparse.Namespace) -> int:
     import bench_live
 
-    wav = ROOT.parent / "shared" / "eval" / "en" / "en_long_concat_hifitts6097.wav"
+    wav = EVAL / LONG_WAV
     if not wav.is_file():
         print(f"bench: {wav} not found", file=sys.stderr)
         return 66
@@ -287,7 +285,7 @@ def _pool(results: list[dict[str, Any]]) -> dict[str, Any]:
 def soak(args: argparse.Namespace) -> int:
     import bench_live
 
-    wav = ROOT.parent / "shared" / "eval" / "en" / "en_long_concat_hifitts6097.wav"
+    wav = EVAL / LONG_WAV
     audio_s = 81.632
     loops = max(1, round(args.soak * 3600 / audio_s))
     res = bench_live.run_live(wav, wav.with_suffix(".segments.json"), args.speed, loops)

@@ -15,20 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
+import benchlib
 import httpx2 as httpx
-import numpy as np
+from benchlib import ROOT, clean_env, clip, free_port, http_ok, quiet_wav, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-EVAL = Path(os.environ.get("ASRBOX_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 CLIPS = ["en_hifitts6097_glitteringplain_11_morris_0037", "zh_paddlespeech_zh"]  # 5.04 s, 5.00 s
 FILES = [
     "en_jfk",
@@ -44,46 +41,14 @@ FILES = [
 ]
 
 
-def clip(clip_id: str) -> Path:
-    for line in (EVAL / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        if row["id"] == clip_id:
-            return EVAL / row["path"]
-    raise SystemExit(f"bench_api: clip {clip_id} not in {EVAL}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_daemon(work: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    quiet = work / "quiet.wav"
-    with wave.open(str(quiet), "wb") as w:  # one second of faint noise, played once: the live path then idles
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.random.default_rng(1).uniform(-300, 300, 16000)).astype("<i2").tobytes())
+    quiet = quiet_wav(work / "quiet.wav", noise=300)  # faint noise, played once: the live path then idles
     port = free_port()
     env = {**env, "ASRBOX_HTTP__ENABLED": "true", "ASRBOX_HTTP__PORT": str(port)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--source", str(quiet)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "daemon.log").open("wb"),
-    )
+    proc = benchlib.start_daemon(env, work / "daemon.log", "--source", str(quiet))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("bench_api: the daemon did not start: " + (work / "daemon.log").read_text()[-2000:])
+    wait_ready(proc, lambda: http_ok(f"{url}/health"), "a healthy daemon", work / "daemon.log", timeout=180)
+    return proc, url
 
 
 def api_text(url: str, path: Path) -> tuple[str, float]:
@@ -110,19 +75,19 @@ def main() -> int:
     from daemon.transcript import DecodeOptions
 
     work = Path(tempfile.mkdtemp(prefix="bench_api."))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-    env.update(
-        ASRBOX_STORE__PATH=str(work / "store"), ASRBOX_MQTT__HOST="127.0.0.1", ASRBOX_MQTT__PORT=str(free_port())
+    env = clean_env(
+        keep_cache=True,
+        ASRBOX_STORE__PATH=str(work / "store"),
+        ASRBOX_MQTT__HOST="127.0.0.1",
+        ASRBOX_MQTT__PORT=str(free_port()),
     )
-    if "ASRBOX_ASR__CACHE_DIR" in os.environ:
-        env["ASRBOX_ASR__CACHE_DIR"] = os.environ["ASRBOX_ASR__CACHE_DIR"]
     proc, url = start_daemon(work, env)
     settings = load_settings(None, {"asr": {"cache_dir": os.environ.get("ASRBOX_ASR__CACHE_DIR")}})
     engine = load_engine(settings.asr)
     try:
         print(f"bench_api: {os.cpu_count()} CPUs, model {engine.info.model}, {args.runs} runs each, alternating")
         for cid in CLIPS:
-            path = clip(cid)
+            path = clip(cid)[0]
             audio = decode_file(path)
             api_text(url, path)  # warm both paths once
             engine.transcribe([audio], DecodeOptions())
@@ -134,7 +99,7 @@ def main() -> int:
                 eng_s.append(time.perf_counter() - t0)
             a, e = statistics.median(api_s), statistics.median(eng_s)
             print(f"{cid} ({audio.size / 16000:.2f} s): API {a:.3f} s, engine alone {e:.3f} s, ratio {a / e:.2f}x")
-        paths = [clip(c) for c in FILES]
+        paths = [clip(c)[0] for c in FILES]
         t0 = time.perf_counter()
         api = [api_text(url, p)[0] for p in paths]
         api_wall = time.perf_counter() - t0

@@ -18,9 +18,7 @@ daemon serves it with `[http] enabled` on loopback; headless Chromium (Debian's)
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -31,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_history import QUERIES, bench_cli, fill, free_port, silent_wav, start_daemon  # noqa: E402
+from bench_history import QUERIES, bench_cli, fill, serving  # noqa: E402
+from benchlib import emit_json, summary_ms  # noqa: E402
 
 from daemon.http.console import ROOT as ASSETS  # noqa: E402
 from daemon.http.console import _asset  # noqa: E402
@@ -87,10 +86,6 @@ def search(drv: Any, word: str) -> tuple[float, int]:
     return ms, int(drv.execute_script("return document.querySelectorAll('#hist-list li.rec').length"))
 
 
-def stats(xs: list[float]) -> dict[str, float]:
-    return {"median_ms": round(statistics.median(xs), 1), "max_ms": round(max(xs), 1), "n": len(xs)}
-
-
 def bench_browser(base: str, runs: int) -> dict[str, Any]:
     drv = browser()
     try:
@@ -103,8 +98,8 @@ def bench_browser(base: str, runs: int) -> dict[str, Any]:
         for _ in range(runs):
             warm.append(load_history(drv, base))
             api_render.append(float(drv.execute_script("return window.asrboxPerf.historyFirstRender")))
-        out: dict[str, Any] = {"first_render_cold_ms": round(cold, 1), "first_render_warm": stats(warm)}
-        out["first_page_request_and_render"] = stats(api_render)  # the records call + DOM, within the above
+        out: dict[str, Any] = {"first_render_cold_ms": round(cold, 1), "first_render_warm": summary_ms(warm)}
+        out["first_page_request_and_render"] = summary_ms(api_render)  # the records call + DOM, within the above
         out["history_transfer_bytes_cold"] = int(fetched)
         for lang, word in QUERIES.items():
             search(drv, word)  # warm-up
@@ -112,7 +107,7 @@ def bench_browser(base: str, runs: int) -> dict[str, Any]:
             for _ in range(runs):
                 ms, shown = search(drv, word)
                 samples.append(ms)
-            out[f"search_{lang}"] = {**stats(samples), "shown": shown}
+            out[f"search_{lang}"] = {**summary_ms(samples), "shown": shown}
         return out
     finally:
         drv.quit()
@@ -128,29 +123,11 @@ def main() -> int:
         work = Path(tmp)
         root = work / "store"
         fill(root, args.records)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-        env.update(
-            ASRBOX_STORE__PATH=str(root),
-            ASRBOX_HTTP__ENABLED="true",
-            ASRBOX_HTTP__PORT=str(port),
-            ASRBOX_MQTT__PORT=str(free_port()),
-            ASRBOX_SESSION__LISTEN_ON_START="false",
-        )
-        if "ASRBOX_ASR__CACHE_DIR" in os.environ:
-            env["ASRBOX_ASR__CACHE_DIR"] = os.environ["ASRBOX_ASR__CACHE_DIR"]
-        silent_wav(work / "silence.wav")
-        proc = start_daemon(env, work / "silence.wav", port, work / "daemon.log")
-        try:
+        with serving(work, root) as (port, env):
             page = bench_browser(f"http://127.0.0.1:{port}", args.runs)
-        finally:
-            proc.terminate()
-            proc.wait(60)
         cli = bench_cli(env, root, args.runs)
     result = {"records": args.records, "cpus": os.cpu_count(), "weight": page_weight(), "browser": page, "cli": cli}
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    emit_json(result, args.json)
     return 0
 
 

@@ -17,15 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, eval_rows
+
 MODELS = ROOT / "var" / "bench-models"
 
 
 def _clips(manifest: Path, seconds: float) -> list[Path]:
-    rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
-    rows = [r for r in rows if r["lang"] in ("zh", "en") and r["duration_s"] < 30]
     out, total = [], 0.0
-    for r in rows:
+    for r in eval_rows(manifest, {"zh", "en"}, max_s=30):
         if total >= seconds:
             break
         out.append(manifest.parent / r["path"])

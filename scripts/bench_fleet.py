@@ -15,23 +15,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import wave
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-from bench_live import _free_port, _rss_mb, pct  # noqa: E402
+from benchlib import (
+    EVAL,
+    Broker,
+    clean_env,
+    emit_json,
+    free_port,
+    http_ok,
+    pct,
+    quiet_wav,
+    rss_mb,
+    start_daemon,
+    subscribe,
+    wait_ready,
+)
 
-DEFAULT_WAV = ROOT.parent / "shared" / "eval" / "en" / "en_long_concat_hifitts6097.wav"
+DEFAULT_WAV = EVAL / "en" / "en_long_concat_hifitts6097.wav"
 
 
 def head_of(wav: Path, seconds: float, dest: Path) -> Path:
@@ -41,39 +50,13 @@ def head_of(wav: Path, seconds: float, dest: Path) -> Path:
     return dest
 
 
-def silence(dest: Path, seconds: float = 1.0) -> Path:
-    with wave.open(str(dest), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * int(16000 * seconds))
-    return dest
-
-
 class Subscriber:
     """Every final under asrbox/+/transcript/final, with its box."""
 
     def __init__(self, port: int) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
         self.finals: dict[str, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        ready = threading.Event()
-        c = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        c.on_connect = lambda c, u, f, r, p: c.subscribe("asrbox/+/transcript/final", qos=1)
-        c.on_subscribe = lambda c, u, m, r, p: ready.set()
-        c.on_message = self._message
-        for _ in range(100):
-            try:
-                c.connect("127.0.0.1", port)
-                break
-            except OSError:
-                time.sleep(0.05)
-        c.loop_start()
-        if not ready.wait(10):
-            raise RuntimeError("subscriber did not connect")
-        self.client = c
+        self.client = subscribe(port, "asrbox/+/transcript/final", self._message)
 
     def _message(self, c: Any, u: Any, m: Any) -> None:
         box = m.topic.split("/")[1]
@@ -86,8 +69,7 @@ class Subscriber:
 
 
 def base_env(work: Path, name: str, broker_port: int, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-    env.update(
+    return clean_env(
         ASRBOX_STORE__PATH=str(work / name),
         ASRBOX_MQTT__HOST="127.0.0.1",
         ASRBOX_MQTT__PORT=str(broker_port),
@@ -95,30 +77,17 @@ def base_env(work: Path, name: str, broker_port: int, **extra: str) -> dict[str,
         PYTHONUNBUFFERED="1",
         **extra,
     )
-    return env
-
-
-def start(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "daemon", "run", *args]
-    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
 
 
 def start_server(work: Path, broker_port: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     env = base_env(work, "server", broker_port, ASRBOX_HTTP__ENABLED="true", ASRBOX_HTTP__PORT=str(port))
-    quiet = silence(work / "quiet.wav")
-    proc = start(env, work / "server.log", "--source", str(quiet), "--loops", "1000000")
+    quiet = quiet_wav(work / "quiet.wav")
+    log = work / "server.log"
+    proc = start_daemon(env, log, "--source", str(quiet), "--loops", "1000000")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("server exited: " + (work / "server.log").read_text()[-2000:])
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("server not healthy in 300 s")
+    wait_ready(proc, lambda: http_ok(url + "/health"), "a healthy server", log, timeout=300)
+    return proc, url
 
 
 def run_boxes(
@@ -126,15 +95,14 @@ def run_boxes(
 ) -> dict[str, dict[str, Any]]:
     procs = {}
     for i, name in enumerate(names):
-        procs[name] = start(
-            base_env(work, name, broker_port, **extra), work / f"{name}.log", "--source", str(wav), "--exit-at-end"
-        )
+        env = base_env(work, name, broker_port, **extra)
+        procs[name] = start_daemon(env, work / f"{name}.log", "--source", str(wav), "--exit-at-end")
         if i + 1 < len(names):
             time.sleep(0.5)  # staggered: the same recording, not the same instant
     peak = dict.fromkeys(names, 0.0)
     while any(p.poll() is None for p in procs.values()):
         for name, p in procs.items():
-            peak[name] = max(peak[name], _rss_mb(p.pid))
+            peak[name] = max(peak[name], rss_mb(p.pid))
         time.sleep(0.2)
     time.sleep(1.0)  # the last QoS 1 deliveries
     return {
@@ -173,12 +141,8 @@ def main() -> int:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="asrbox-fleet-"))
     wav = head_of(args.wav, args.seconds, work / "speech.wav")
-    bport = _free_port()
-    (work / "m.conf").write_text(f"listener {bport} 127.0.0.1\nallow_anonymous true\nuser root\n")
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    broker = subprocess.Popen(
-        [mosquitto, "-c", str(work / "m.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    broker = Broker(work)
+    bport = broker.port
     sub = Subscriber(bport)
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -200,13 +164,11 @@ def main() -> int:
             server.terminate()
             server.wait(60)
         sub.close()
-        broker.terminate()
-        broker.wait(10)
+        broker.close()
     res = {"args": {k: str(v) for k, v in vars(args).items()}, "cores": os.cpu_count(), "load": os.getloadavg()}
     res |= {"baseline": base, "solo": one, "fleet": fleet, "work": str(work)}
     print(report(res))
-    if args.json:
-        args.json.write_text(json.dumps(res, indent=1))
+    emit_json(res, args.json, echo=False)
     ok = all(
         r["exactly_once"] and r["all_done"] and r["rc"] == 0 for r in [*base.values(), *one.values(), *fleet.values()]
     )

@@ -19,18 +19,19 @@ import http.client
 import json
 import os
 import random
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-import wave
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
+
+from benchlib import clean_env, emit_json, free_port, http_ok, quiet_wav, start_daemon, summary_ms, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -115,40 +116,28 @@ def fill(root: Path, n: int, seed: int = 7) -> None:
     store.close()
 
 
-def silent_wav(path: Path, seconds: float = 1.0) -> None:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\0\0" * int(16000 * seconds))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_daemon(env: dict[str, str], wav: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--source", str(wav)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
+@contextmanager
+def serving(work: Path, root: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    """The daemon on the store at `root` with its HTTP face (a silent WAV as its microphone, no broker): its
+    port and environment (for the CLI on the same store), while the block runs."""
+    port = free_port()
+    env = clean_env(
+        keep_cache=True,
+        ASRBOX_STORE__PATH=str(root),
+        ASRBOX_HTTP__ENABLED="true",
+        ASRBOX_HTTP__PORT=str(port),
+        ASRBOX_MQTT__PORT=str(free_port()),  # nobody there: the daemon keeps trying, HTTP serves
+        ASRBOX_SESSION__LISTEN_ON_START="false",
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the daemon ended: {log.read_text()[-2000:]}")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/api/sessions?limit=1")
-            if c.getresponse().status == 200:
-                return proc
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the daemon's HTTP face did not come up")
+    log = work / "daemon.log"
+    proc = start_daemon(env, log, "--source", str(quiet_wav(work / "silence.wav")))
+    try:
+        url = f"http://127.0.0.1:{port}/api/sessions?limit=1"
+        wait_ready(proc, lambda: http_ok(url), "the daemon's HTTP face", log, timeout=180)
+        yield port, env
+    finally:
+        proc.terminate()
+        proc.wait(60)
 
 
 def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[float, dict[str, Any]]:
@@ -160,14 +149,6 @@ def timed_get(conn: http.client.HTTPConnection, path: str) -> tuple[float, dict[
     if r.status != 200:
         raise SystemExit(f"GET {path}: {r.status} {body[:300]!r}")
     return elapsed, json.loads(body)
-
-
-def stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {
-        "median_ms": round(statistics.median(ordered), 1),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1),
-    }
 
 
 def bench_api(port: int, runs: int) -> dict[str, Any]:
@@ -188,11 +169,11 @@ def bench_api(port: int, runs: int) -> dict[str, Any]:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
             fresh.append(timed_get(c, path)[0])
             c.close()
-        out[name] = {"cold_ms": round(cold, 1), **stats(samples), "items": len(body["items"])}
-        out[name]["new_connection"] = stats(fresh)
+        out[name] = {"cold_ms": round(cold, 1), **summary_ms(samples), "items": len(body["items"])}
+        out[name]["new_connection"] = summary_ms(fresh)
         if body.get("next_cursor"):  # the page after it (keyset)
             nxt = f"{path}&cursor={body['next_cursor']}"
-            out[name]["next_page"] = stats([timed_get(conn, nxt)[0] for _ in range(runs)])
+            out[name]["next_page"] = summary_ms([timed_get(conn, nxt)[0] for _ in range(runs)])
     deep = f"/api/records?limit={PAGE}"
     cursor, pages, t = None, 0, time.perf_counter()
     while pages < 200:  # 200 pages deep = 10 000 records back
@@ -218,7 +199,7 @@ def bench_cli(env: dict[str, str], root: Path, runs: int) -> dict[str, Any]:
             samples.append((time.perf_counter() - t) * 1000)
             if r.returncode != 0:
                 raise SystemExit(f"asrbox {' '.join(args)}: {r.stderr.decode()[-500:]}")
-        out[name] = {"process": stats(samples)}
+        out[name] = {"process": summary_ms(samples)}
     store = Store(root)  # the CLI's own query, without the process start
     try:
         queries = {
@@ -233,7 +214,7 @@ def bench_cli(env: dict[str, str], root: Path, runs: int) -> dict[str, Any]:
                 t = time.perf_counter()
                 fn()
                 samples.append((time.perf_counter() - t) * 1000)
-            out[name]["query"] = stats(samples)
+            out[name]["query"] = summary_ms(samples)
         for lang, word in QUERIES.items():
             row = store._read_one("SELECT COUNT(*) FROM records_fts WHERE records_fts MATCH ?", (fts_query(word),))
             out[f"matches_{lang}"] = int(row[0]) if row else 0
@@ -256,29 +237,11 @@ def main() -> int:
         fill_s = time.perf_counter() - t
         db_mb = (root / "asrbox.db").stat().st_size / 1e6
         print(f"filled {args.records} records in {fill_s:.1f} s ({db_mb:.0f} MB)", file=sys.stderr)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-        env.update(
-            ASRBOX_STORE__PATH=str(root),
-            ASRBOX_HTTP__ENABLED="true",
-            ASRBOX_HTTP__PORT=str(port),
-            ASRBOX_MQTT__PORT=str(free_port()),  # nobody there: the daemon keeps trying, HTTP serves
-            ASRBOX_SESSION__LISTEN_ON_START="false",
-        )
-        if "ASRBOX_ASR__CACHE_DIR" in os.environ:
-            env["ASRBOX_ASR__CACHE_DIR"] = os.environ["ASRBOX_ASR__CACHE_DIR"]
-        silent_wav(work / "silence.wav")
-        proc = start_daemon(env, work / "silence.wav", port, work / "daemon.log")
-        try:
+        with serving(work, root) as (port, env):
             api = bench_api(port, args.runs)
-        finally:
-            proc.terminate()
-            proc.wait(60)
         cli = bench_cli(env, root, args.runs)
     result = {"records": args.records, "db_mb": round(db_mb), "cpus": os.cpu_count(), "api": api, "cli": cli}
-    print(json.dumps(result, indent=2, ensure_ascii=False))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    emit_json(result, args.json)
     return 0
 
 

@@ -15,22 +15,19 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-EVAL = Path(os.environ.get("ASRBOX_EVAL_DIR", ROOT.parent / "shared" / "eval"))
+from benchlib import EVAL, ROOT, Broker, clean_env, free_port, pct, start_daemon, subscribe, wait_ready
+
 FILES = [
     "en/en_jfk.wav",
     "en/en_librispeech_1272-128104-0001.wav",
@@ -47,75 +44,29 @@ LIVE = "en/en_long_concat_hifitts6097.wav"
 BOUNDARY = "benchjobs" + uuid.uuid4().hex
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))] if s else float("nan")
-
-
 class Box:
     """A daemon with its HTTP face and a Mosquitto broker, in a scratch folder."""
 
     def __init__(self, source: Path, speed: float = 1.0, exit_at_end: bool = False, listen: bool = False) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="asrbox-jobs-"))
-        self.port, mport = free_port(), free_port()
-        (self.work / "m.conf").write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\nuser root\n")
-        self.broker = subprocess.Popen(
-            [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(self.work / "m.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        self.port = free_port()
+        self.broker = Broker(self.work)
         self.finals: list[dict[str, Any]] = []
-        self.mport = mport
-        self._subscribe()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-        env.update(
+        topic = "asrbox/bench/transcript/final"
+        self.sub = subscribe(self.broker.port, topic, lambda c, u, m: self.finals.append(json.loads(m.payload)))
+        env = clean_env(
             ASRBOX_STORE__PATH=str(self.work / "store"),
-            ASRBOX_MQTT__PORT=str(mport),
+            ASRBOX_MQTT__PORT=str(self.broker.port),
             ASRBOX_MQTT__HOST="127.0.0.1",
             ASRBOX_MQTT__DEVICE_ID="bench",
             ASRBOX_HTTP__ENABLED="true",
             ASRBOX_HTTP__PORT=str(self.port),
             ASRBOX_SESSION__LISTEN_ON_START="true" if listen else "false",
         )
-        cmd = [sys.executable, "-m", "daemon", "run", "--source", str(source), "--speed", str(speed)]
-        self.proc = subprocess.Popen(
-            [*cmd, *(["--exit-at-end"] if exit_at_end else [])],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=(self.work / "daemon.log").open("w"),
-        )
-        while True:
-            assert self.proc.poll() is None, (self.work / "daemon.log").read_text()[-2000:]
-            try:
-                if self.call("GET", "/api/jobs?limit=1")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
-
-    def _subscribe(self) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        ready = threading.Event()
-        self.sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-        self.sub.on_connect = lambda c, u, f, r, p: c.subscribe("asrbox/bench/transcript/final", qos=1)
-        self.sub.on_subscribe = lambda c, u, m, r, p: ready.set()
-        self.sub.on_message = lambda c, u, m: self.finals.append(json.loads(m.payload))
-        for _ in range(100):
-            try:
-                self.sub.connect("127.0.0.1", self.mport)
-                break
-            except OSError:
-                time.sleep(0.05)
-        self.sub.loop_start()
-        ready.wait(10)
+        args = ["--source", str(source), "--speed", str(speed), *(["--exit-at-end"] if exit_at_end else [])]
+        log = self.work / "daemon.log"
+        self.proc = start_daemon(env, log, *args)
+        wait_ready(self.proc, lambda: self.call("GET", "/api/jobs?limit=1")[0] == 200, "the jobs API", log)
 
     def call(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> tuple[int, Any]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
@@ -160,14 +111,13 @@ class Box:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(60)
         self.sub.loop_stop()
-        self.broker.terminate()
-        self.broker.wait(5)
+        self.broker.close()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
 def cli_run(files: list[Path]) -> tuple[float, dict[str, str]]:
     """`asrbox transcribe` of the files: wall time (model load included) and each file's text."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
+    env = clean_env()
     t0 = time.perf_counter()
     r = subprocess.run(
         [sys.executable, "-m", "daemon", "transcribe", "--no-store", "--no-progress", "-f", "json", *map(str, files)],

@@ -10,11 +10,7 @@ peak RSS of the daemon, and, as the baseline measured in the same run, the time 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -23,56 +19,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from benchlib import ROOT, Broker, clean_env, pct, rss_mb, start_daemon, subscribe
 
 
 def _epoch(ts: str) -> float:
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def _rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, round(q * (len(s) - 1))))
-    return s[k]
-
-
 def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1, root: Path = ROOT) -> dict[str, Any]:
     """The daemon of the tree at `root` (this one, or a worktree of an earlier commit) on `wav`."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     work = Path(tempfile.mkdtemp(prefix="asrbox-live-"))
-    port = _free_port()
-    (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n")
-    broker = subprocess.Popen(
-        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "m.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    broker = Broker(work)
     msgs: list[tuple[float, str, dict[str, Any]]] = []
     lock = threading.Lock()
-    ready = threading.Event()
-    sub = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    sub.on_connect = lambda c, u, f, r, p: c.subscribe("asrbox/bench/#", qos=1)
-    sub.on_subscribe = lambda c, u, m, r, p: ready.set()
 
     def on_message(c: Any, u: Any, m: Any) -> None:
         try:
@@ -82,41 +41,20 @@ def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1,
         with lock:
             msgs.append((time.time(), m.topic, body))
 
-    sub.on_message = on_message
-    for _ in range(100):
-        try:
-            sub.connect("127.0.0.1", port)
-            break
-        except OSError:
-            time.sleep(0.05)
-    sub.loop_start()
-    ready.wait(10)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-    env.update(
+    sub = subscribe(broker.port, "asrbox/bench/#", on_message)
+    env = clean_env(
         ASRBOX_STORE__PATH=str(work / "store"),
-        ASRBOX_MQTT__PORT=str(port),
+        ASRBOX_MQTT__PORT=str(broker.port),
         ASRBOX_MQTT__DEVICE_ID="bench",
         ASRBOX_MQTT__HOST="127.0.0.1",
     )
-    cmd = [
-        sys.executable,
-        "-m",
-        "daemon",
-        "run",
-        "--source",
-        str(wav),
-        "--speed",
-        str(speed),
-        "--exit-at-end",
-        "--loops",
-        str(loops),
-    ]
+    args = ["--source", str(wav), "--speed", str(speed), "--exit-at-end", "--loops", str(loops)]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=(work / "daemon.log").open("w"))
+    proc = start_daemon(env, work / "daemon.log", *args, cwd=root)
     peak = 0.0
     rss: list[tuple[float, float]] = []
     while proc.poll() is None:
-        now = _rss_mb(proc.pid)
+        now = rss_mb(proc.pid)
         peak = max(peak, now)
         if not rss or time.time() - t0 - rss[-1][0] >= 5.0:
             rss.append((time.time() - t0, now))
@@ -124,8 +62,7 @@ def run_live(wav: Path, segments_json: Path, speed: float = 1.0, loops: int = 1,
     wall = time.time() - t0
     time.sleep(0.5)
     sub.loop_stop()
-    broker.terminate()
-    broker.wait(5)
+    broker.close()
 
     finals = [b for _, t, b in msgs if t.endswith("/transcript/final")]
     partials = [(ts, b) for ts, t, b in msgs if t.endswith("/transcript/partial")]

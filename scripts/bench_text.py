@@ -9,13 +9,13 @@ reference tokens (words; characters for Chinese).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, eval_rows
+
 TERMS_FILE = ROOT / "scripts" / "data" / "hotword_terms.tsv"
 CONDITIONS = {
     "none": {"hotword_biasing": False, "hotword_correction": False},
@@ -47,8 +47,7 @@ def hotwords(manifest: Path) -> str:
 
     pairs = [line.split("\t") for line in TERMS_FILE.read_text(encoding="utf-8").splitlines() if line[:1] not in "#"]
     terms = tuple(dict.fromkeys(t.strip() for _, t in pairs))
-    rows = [json.loads(x) for x in manifest.read_text(encoding="utf-8").splitlines() if x.strip()]
-    rows = [r for r in rows if r["lang"] in ("zh", "en")]
+    rows = eval_rows(manifest, {"zh", "en"})
     wanted = {(c, t.strip()) for c, t in pairs}
     settings = load_settings(None, {"asr": {"batch_size": 8}})
     engine = load_engine(settings.asr)

@@ -14,7 +14,6 @@ Exit status 1 when growth after warm-up reaches --max-growth percent (default 5)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import EVAL, emit_json, rss_mb  # noqa: E402
 from evalspeech import speech_loop  # noqa: E402
 
 from daemon.audio.decode import SAMPLE_RATE  # noqa: E402
@@ -50,13 +50,6 @@ class _KeepFrames:
 
     def pop(self, n: int) -> None:
         pass
-
-
-def rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def run(hours: float, release: bool, loop: npt.NDArray[np.float32]) -> dict[str, Any]:
@@ -102,7 +95,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hours", type=float, default=8.0)
     ap.add_argument("--no-release", action="store_true", help="baseline: keep every fbank frame (before the fix)")
-    ap.add_argument("--eval", type=Path, default=ROOT.parent / "shared" / "eval")
+    ap.add_argument("--eval", type=Path, default=EVAL)
     ap.add_argument("--clips", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-growth", type=float, default=5.0, help="percent after warm-up (exit 1 above)")
@@ -115,8 +108,7 @@ def main() -> int:
         f"RSS after warm-up {result['rss_after_warmup_mb']} MB, at the end {result['rss_end_mb']} MB: "
         f"{result['growth_pct']:+.2f}% ({result['utterances']} utterances, {result['wall_s']} s, RTF {result['rtf']})"
     )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    emit_json(result, args.json, echo=False)
     return 0 if result["growth_pct"] < args.max_growth else 1
 
 

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,18 +24,9 @@ import time
 import wave
 from pathlib import Path
 
+import benchlib
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-EVAL = ROOT.parent / "shared" / "eval"
-
-
-def clip_path(clip_id: str) -> tuple[Path, str]:
-    for line in (EVAL / "manifest.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row["id"] == clip_id:
-            return EVAL / row["path"], row["lang"]
-    raise SystemExit(f"no clip {clip_id}")
+from benchlib import clean_env, clip, free_port, port_open, quiet_wav, wait_ready
 
 
 async def wyoming_once(port: int, pcm: bytes, language: str) -> tuple[float, str]:
@@ -60,44 +49,17 @@ async def wyoming_once(port: int, pcm: bytes, language: str) -> tuple[float, str
 
 
 def start_daemon(port: int, store: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_")}
-    env.update(
+    env = clean_env(
         ASRBOX_STORE__PATH=str(store),
         ASRBOX_SESSION__LISTEN_ON_START="false",
         ASRBOX_WYOMING__ENABLED="true",
         ASRBOX_WYOMING__PORT=str(port),
         ASRBOX_MQTT__PORT=str(free_port()),  # no broker: the daemon keeps trying, Wyoming does not need it
     )
-    silence = store.parent / "silence.wav"
-    with wave.open(str(silence), "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
-        w.writeframes(b"\0\0" * 16000)
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon", "run", "--source", str(silence)],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("the daemon exited")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit("the Wyoming port was not served")
+    silence = quiet_wav(store.parent / "silence.wav")
+    proc = benchlib.start_daemon(env, None, "--source", str(silence))
+    wait_ready(proc, lambda: port_open(port), "the Wyoming port", timeout=300)
+    return proc
 
 
 def main() -> int:
@@ -109,7 +71,8 @@ def main() -> int:
     from daemon.settings import AsrSettings
     from daemon.transcript import DecodeOptions
 
-    wav, lang = clip_path(args.clip)
+    wav, row = clip(args.clip)
+    lang = row["lang"]
     with wave.open(str(wav)) as w:
         pcm = w.readframes(w.getnframes())
     audio = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768.0
@@ -118,7 +81,6 @@ def main() -> int:
         port = free_port()
         proc = start_daemon(port, Path(tmp) / "store")
         try:
-            wait_port(port, proc)
             asyncio.run(wyoming_once(port, pcm, lang))  # warm-up (first request loads VAD, ITN)
             engine.transcribe([audio], DecodeOptions(language=lang))
             lat, dec = [], []

@@ -3,14 +3,12 @@ noise, so a VAD finds utterances and pauses as in a meeting."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-
-ROOT = Path(__file__).resolve().parent.parent
+from benchlib import ROOT, eval_rows
 
 
 def speech_loop(eval_dir: Path, clips: int, seed: int) -> npt.NDArray[np.float32]:
@@ -18,9 +16,7 @@ def speech_loop(eval_dir: Path, clips: int, seed: int) -> npt.NDArray[np.float32
     sys.path.insert(0, str(ROOT))
     from daemon.audio.decode import SAMPLE_RATE, decode_file
 
-    lines = (eval_dir / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
-    rows = [json.loads(line) for line in lines if line.strip()]
-    picked = [r for r in rows if r["lang"] in ("zh", "en") and r["duration_s"] < 30][:clips]
+    picked = eval_rows(eval_dir / "manifest.jsonl", {"zh", "en"}, max_s=30)[:clips]
     rng = np.random.default_rng(seed)
     parts = []
     for row in picked:
