@@ -35,9 +35,8 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from benchlib import EVAL, ROOT, clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
-EVAL = Path(os.environ.get("ASRBOX_EVAL_DIR", ROOT.parent / "shared" / "eval"))
 WORK = Path(tempfile.gettempdir()) / "asrbox-bench-batch"
 SAMPLE_RATE = 16_000
 
@@ -69,8 +68,7 @@ def build_wav(path: Path, seconds: float, loop: npt.NDArray[np.int16]) -> Path:
 def measure(wav: Path, engine: str, batch_size: int) -> dict[str, Any]:
     """Run `asrbox transcribe` on `wav` in a child; its peak RSS and wall time."""
     run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=WORK))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASRBOX_") or k == "ASRBOX_ASR__CACHE_DIR"}
-    env["ASRBOX_STORE__PATH"] = str(run_dir / "store")
+    env = clean_env(keep_cache=True, ASRBOX_STORE__PATH=str(run_dir / "store"))
     argv = ["transcribe", str(wav), "-o", str(run_dir / "out"), "--no-progress", "--batch-size", str(batch_size)]
     argv += ["--nice", "0"]  # measured at normal priority (the default yields to a live daemon)
     t0 = time.perf_counter()
