@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Speaker diarization benchmark: test meetings built from eval clips of different speakers.
 
-Each meeting has 2, 3 or 5 speakers (zh and en mixed); turns of 2-15 s cut from each speaker's clips, some
-back-to-back, most after a 0.2-1.5 s pause. The reference is where Silero VAD hears speech in each turn's
-clip alone. Reports per meeting and overall: DER (0.25 s collar) and whether the speaker count is right, for
-the file path (segmentation + embeddings + clustering) and the live path (the live segmenter's utterances,
-one embedding each, online clustering); the added real-time factor of the file path, and the added time per
-live final (embedding + assignment), both in CPU seconds of the process (time.process_time: what the work
-costs, whatever else the machine runs), next to Whisper base's CPU seconds for the same audio (--baseline
-meetings: the file in 30 s windows; each live final, short window first). ONNX threads: --threads (default 1).
+Each meeting has 2, 3 or 5 speakers (zh and en mixed; clips with more than one voice left out of the pool);
+turns of 2-15 s cut from each speaker's clips, some back-to-back, most after a 0.2-1.5 s pause. The
+reference is where Silero VAD hears speech in each turn's clip alone. Reports per meeting and overall: DER
+(0.25 s collar) and whether the speaker count is right, for the file path (VAD speech mask + segmentation +
+embeddings + clustering) and the live path (the live segmenter's utterances, cut where another voice takes
+over, one embedding each, online clustering); the added real-time factor of the file path and the cost per
+live final (embedding + assignment) in CPU seconds of the process (time.process_time: what the work costs,
+whatever else the machine runs), next to Whisper base's CPU seconds for the same audio (--baseline meetings:
+the file in 30 s windows; each live final, short window first); and for those finals the added wall-clock
+latency, the embedding on its own thread beside the decoding as the ASR worker runs it. ONNX threads:
+--threads (default 1).
 
     .venv/bin/python scripts/bench_speakers.py --models DIR [--meetings 4] [--json FILE]
 """
@@ -134,13 +137,14 @@ def build_meeting(pool: list[Speaker], n: int, rng: np.random.Generator, vad: Si
 
 def live_path(
     audio: Audio, diarizer: Diarizer, threshold: float, engine: object | None, split: bool
-) -> tuple[list[Span], list[float], list[float], list[float]]:
+) -> tuple[list[Span], list[float], list[float], list[float], list[tuple[float, float]]]:
     """The daemon's live path: the live segmenter's utterances, one embedding each, online clustering. With
     `engine`, also the baseline: Whisper's time for the same final (short window first, as live finals)."""
     from daemon.transcript import DecodeOptions
 
     online = OnlineSpeakers(threshold=threshold)
     spans, costs, base = [], [], []
+    added: list[tuple[float, float]] = []
     detector = ChangeDetector(diarizer.models) if split else None
     split_costs: list[float] = []
 
@@ -157,13 +161,14 @@ def live_path(
             t = time.process_time()
             engine.transcribe([u.audio], DecodeOptions(short_first=True))  # type: ignore[attr-defined]
             base.append(time.process_time() - t)
+            added.append(added_latency(u.audio, engine, diarizer, len(base) % 2 == 0))
         t = time.process_time()
         vector = diarizer.embedder.embed(u.audio)
         label = online.assign(vector) if vector is not None else None
         costs.append(time.process_time() - t)
         if label is not None:
             spans.append(Span(u.start_s, u.last_voiced / SAMPLE_RATE, f"S{label + 1}"))
-    return spans, costs, base, split_costs
+    return spans, costs, base, split_costs, added
 
 
 def vad_speech(audio: Audio) -> Spans:
@@ -174,6 +179,41 @@ def vad_speech(audio: Audio) -> Spans:
     for chunk in chunk_stream([audio], SileroVad(), VadSettings()):
         spans += voiced_spans(chunk.voiced, chunk.offset_s)
     return merge(spans)
+
+
+def added_latency(audio: Audio, engine: object, diarizer: Diarizer, alone_first: bool) -> tuple[float, float]:
+    """As the ASR worker does it: the final's embedding on its own thread while the final is decoded. Returns
+    (wall seconds the final is later than its decoding alone, seconds it waited for the embedding after its
+    text was ready). The two orders alternate, so warm caches favour neither."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from daemon.transcript import DecodeOptions
+
+    def decode() -> None:
+        engine.transcribe([audio], DecodeOptions(short_first=True))  # type: ignore[attr-defined]
+
+    def alone() -> float:
+        t = time.perf_counter()
+        decode()
+        return time.perf_counter() - t
+
+    def both() -> tuple[float, float]:
+        with ThreadPoolExecutor(1) as pool:
+            t = time.perf_counter()
+            pending = pool.submit(diarizer.embedder.embed, audio)
+            decode()
+            text_ready = time.perf_counter()
+            pending.result()
+            done = time.perf_counter()
+        return done - t, done - text_ready
+
+    if alone_first:
+        a = alone()
+        total, waited = both()
+    else:
+        total, waited = both()
+        a = alone()
+    return total - a, waited
 
 
 def transcription_time(audio: Audio, engine: object) -> float:
@@ -206,7 +246,7 @@ def main() -> int:
     from daemon.asr.engine import load_engine
     from daemon.settings import AsrSettings
 
-    engine = load_engine(AsrSettings(threads=args.threads)) if args.baseline else None
+    engine = load_engine(AsrSettings()) if args.baseline else None  # the daemon's default: all cores
 
     diarizer = Diarizer(load(args.models), threads=args.threads)
     pool = load_pool(args.eval_dir)
@@ -214,6 +254,7 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     rows = []
     live_costs: list[float] = []
+    latency: list[tuple[float, float]] = []  # per timed final: (added wall s, s waited for the embedding)
     split_costs: list[float] = []  # CPU of each change-of-voice check (segmenter thread, during speech)
     paired: list[tuple[float, float]] = []  # (speaker ms, whisper ms) per final of the baseline meetings
     for n in [int(x) for x in args.counts.split(",")]:
@@ -226,7 +267,9 @@ def main() -> int:
             took = time.process_time() - t
             hyp = [Span(x.start, x.end, f"S{x.speaker + 1}") for x in result.turns]
             baseline = engine if len(rows) < args.baseline else None
-            live, costs, base, checks = live_path(audio, diarizer, args.live_threshold, baseline, not args.no_split)
+            split = not args.no_split
+            live, costs, base, checks, lat = live_path(audio, diarizer, args.live_threshold, baseline, split)
+            latency += lat
             split_costs += checks
             live_costs += costs
             paired += list(zip(costs, base, strict=False))
@@ -265,6 +308,10 @@ def main() -> int:
     if based:
         diar = sum(r["rtf"] * r["seconds"] for r in based)
         summary["speakers_time_vs_whisper"] = round(diar / sum(r["whisper_rtf"] * r["seconds"] for r in based), 3)
+    if latency:
+        summary["live_added_wall_ms_p50"] = round(1000 * statistics.median(a for a, _ in latency), 1)
+        summary["live_added_wall_ms_p95"] = round(1000 * float(np.percentile([a for a, _ in latency], 95)), 1)
+        summary["live_wait_for_embedding_ms_p50"] = round(1000 * statistics.median(w for _, w in latency), 1)
     if paired:
         summary["live_finals_timed_vs_whisper"] = len(paired)
         summary["live_speaker_vs_whisper_final_p50"] = round(statistics.median(a / b for a, b in paired), 3)
