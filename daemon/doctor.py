@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import AsrboxError
+from daemon.mqtt.client import apply_credentials
 from daemon.settings import Settings
 
 LEVEL_S = 1.0  # microphone audio read for the level
@@ -176,16 +177,7 @@ def check_broker(s: Settings, timeout: float) -> Check:
         client_id=f"asrbox-doctor-{m.device_id}-{os.getpid()}",
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
     )
-    if m.username:
-        pw = m.password()
-        client.username_pw_set(m.username, pw.get_secret_value() if pw else None)
-    tls = bool(m.tls_ca or m.tls_cert)
-    if tls:
-        client.tls_set(
-            ca_certs=str(m.tls_ca) if m.tls_ca else None,
-            certfile=str(m.tls_cert) if m.tls_cert else None,
-            keyfile=str(m.tls_key) if m.tls_key else None,
-        )
+    tls = apply_credentials(client, m)
     return _connack(client, f"{m.host}:{m.port}" + (" (TLS)" if tls else ""), m, timeout)
 
 

@@ -59,6 +59,26 @@ class Publisher(Protocol):
     def publish_tracked(self, topic: str, payload: str | bytes) -> int | None: ...
 
 
+def apply_credentials(client: Any, settings: MqttSettings) -> bool:
+    """The configured username/password and TLS files on a paho client (the daemon, `asrbox watch` and `asrbox
+    doctor` connect alike); True when TLS is on. TLS files paho cannot load: ConfigError."""
+    if settings.username:
+        pw = settings.password()
+        client.username_pw_set(settings.username, pw.get_secret_value() if pw else None)
+    if not (settings.tls_ca or settings.tls_cert):
+        return False
+    try:
+        client.tls_set(
+            ca_certs=str(settings.tls_ca) if settings.tls_ca else None,
+            certfile=str(settings.tls_cert) if settings.tls_cert else None,
+            keyfile=str(settings.tls_key) if settings.tls_key else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"config error: mqtt.tls_*: cannot load TLS files: {exc}") from None
+    return True
+
+
 class MqttClient:
     def __init__(
         self,
@@ -86,19 +106,7 @@ class MqttClient:
         client.will_set(topics.status, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=RECONNECT_DELAY_S, max_delay=RECONNECT_DELAY_S)
         client.max_queued_messages_set(1000)  # paho's own queue: bounded; QoS 0 extras are dropped
-        if settings.username:
-            pw = settings.password()
-            client.username_pw_set(settings.username, pw.get_secret_value() if pw else None)
-        if settings.tls_ca or settings.tls_cert:
-            try:
-                client.tls_set(
-                    ca_certs=str(settings.tls_ca) if settings.tls_ca else None,
-                    certfile=str(settings.tls_cert) if settings.tls_cert else None,
-                    keyfile=str(settings.tls_key) if settings.tls_key else None,
-                    cert_reqs=ssl.CERT_REQUIRED,
-                )
-            except (OSError, ssl.SSLError, ValueError) as exc:
-                raise ConfigError(f"config error: mqtt.tls_*: cannot load TLS files: {exc}") from None
+        apply_credentials(client, settings)
         self._routes: list[tuple[str, Callable[[str, bytes, bool], None]]] = []
         client.on_connect = self._handle_connect
         client.on_disconnect = self._handle_disconnect

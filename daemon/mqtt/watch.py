@@ -7,6 +7,7 @@ import sys
 import threading
 from typing import Any
 
+from daemon.mqtt.client import apply_credentials
 from daemon.mqtt.topics import Topics
 from daemon.settings import Settings
 
@@ -17,16 +18,9 @@ def watch(settings: Settings, show_partials: bool = False) -> int:
 
     s = settings.mqtt
     topics = Topics(s.prefix, s.device_id)
+    s.check_files()  # unreadable or wrong TLS and password files: one line, as `asrbox run` says it
     client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2)
-    if s.username:
-        pw = s.password()
-        client.username_pw_set(s.username, pw.get_secret_value() if pw else None)
-    if s.tls_ca or s.tls_cert:
-        client.tls_set(
-            ca_certs=str(s.tls_ca) if s.tls_ca else None,
-            certfile=str(s.tls_cert) if s.tls_cert else None,
-            keyfile=str(s.tls_key) if s.tls_key else None,
-        )
+    apply_credentials(client, s)
     tty = sys.stdout.isatty()
 
     def on_connect(c: Any, u: Any, f: Any, reason: Any, p: Any) -> None:
