@@ -457,22 +457,23 @@ class WhisperEngine:
         cur: list[int] = []
         start: float | None = None
         last_end = 0.0
+
+        def close(end: float) -> None:  # the text tokens in `cur` as a segment ending at `end` (never before it starts)
+            text = tok.decode(cur).strip()
+            s = start if start is not None else last_end
+            if text:
+                segs.append(Segment(round(s, 2), round(max(end, s), 2), text))
+
         for t in tokens:
             if t >= ts_begin:
                 time = min((t - ts_begin) * self._precision, duration)
                 if cur:
-                    text = tok.decode(cur).strip()
-                    s = start if start is not None else last_end
-                    if text:
-                        segs.append(Segment(round(s, 2), round(max(time, s), 2), text))
+                    close(time)
                     cur, start, last_end = [], None, time
                 else:
                     start = time
             elif t < tok.eot:
                 cur.append(t)
         if cur:
-            text = tok.decode(cur).strip()
-            s = start if start is not None else last_end
-            if text:
-                segs.append(Segment(round(s, 2), round(duration, 2), text))
+            close(duration)
         return tuple(segs)
