@@ -101,13 +101,20 @@ def build_sensevoice(dest: Path, size: str = "tiny", vocab: int = 600) -> Path:
     return dest
 
 
-def build_paraformer(dest: Path, size: str = "tiny", seaco: bool = False) -> Path:
-    """Paraformer; with `seaco`, SeACo-Paraformer (hotword biasing, BiCif timestamps) as paraformer-zh is."""
+def _write_tokens(dest: Path) -> list[str]:
+    """The sample texts' characters and ASCII words as tokens (<blank> <s> </s> first, <unk> last), written to
+    dest/tokens.json (dest is made)."""
     dest.mkdir(parents=True, exist_ok=True)
     chars = sorted(set("".join(_TEXT).replace(" ", "")))
     words = sorted({w for s in _TEXT for w in s.split() if w.isascii()})
     tokens = list(dict.fromkeys(["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]))
     (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
+    return tokens
+
+
+def build_paraformer(dest: Path, size: str = "tiny", seaco: bool = False) -> Path:
+    """Paraformer; with `seaco`, SeACo-Paraformer (hotword biasing, BiCif timestamps) as paraformer-zh is."""
+    tokens = _write_tokens(dest)
     s = SIZES["paraformer"][size]
     config = {
         "model": "Paraformer",
@@ -171,11 +178,7 @@ def build_paraformer(dest: Path, size: str = "tiny", seaco: bool = False) -> Pat
 
 def build_ct_punc(dest: Path) -> Path:
     """A tiny CT-Transformer punctuation model (FunASR's CT-Punc class), characters as tokens."""
-    dest.mkdir(parents=True, exist_ok=True)
-    chars = sorted(set("".join(_TEXT).replace(" ", "")))
-    words = sorted({w for s in _TEXT for w in s.split() if w.isascii()})
-    tokens = list(dict.fromkeys(["<blank>", "<s>", "</s>", *chars, *words, "<unk>"]))
-    (dest / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False), encoding="utf-8")
+    tokens = _write_tokens(dest)
     punc = ["<unk>", "_", "，", "。", "？", "、"]
     config = {
         "model": "CTTransformer",
