@@ -110,7 +110,20 @@ def test_live_voice_name_is_kept_as_the_session_name(tmp_path: Path, monkeypatch
         assert db.names(store, "session", "s1") == {"S1": "Ms Li"}
         db.rename(store, "session", "s1", "S1", "Dr Li")
         assert live.assign("s1", li) == ("S1", "Dr Li")
+        db.rename(store, "session", "s1", "S1", "")  # removed by the user: the voice does not name it again
+        assert live.assign("s1", li) == ("S1", None) and db.names(store, "session", "s1") == {}
         assert live.assign(None, li) == ("S1", "Ms Li") and db.names(store, "session", None) == {}
+        # one voice names one label of a session: a second speaker who also sounds like Ms Li stays unnamed
+        e = np.linalg.qr(rng.standard_normal((192, 3)))[0].T.astype(np.float32)
+        db.add_voice(store, "Ms Wang", e[0], 5.0)
+        first, second = 0.6 * e[0] + 0.8 * e[1], 0.6 * e[0] + 0.8 * e[2]  # 0.6 to the voice, 0.36 to each other
+        live2 = LiveSpeakers(store, Settings())
+        assert live2.assign("s2", first) == ("S1", "Ms Wang")
+        assert live2.assign("s2", second) == ("S2", None)
+        assert db.names(store, "session", "s2") == {"S1": "Ms Wang"}
+        # a voice deleted by the CLI beside the daemon is not used for the next label
+        db.delete_voice(store, "Ms Li")
+        assert live2.assign("s3", li) == ("S1", None)
     finally:
         store.close()
 

@@ -71,6 +71,7 @@ class LiveSpeakers:
         self.voice_threshold = settings.speakers.voice_threshold
         self._sessions: dict[str | None, OnlineSpeakers] = {}
         self._voices: list[Voice] = []
+        self._voices_version: tuple[int, str] | None = None
 
     def _online(self, session_id: str | None) -> OnlineSpeakers:
         found = self._sessions.get(session_id)
@@ -82,31 +83,37 @@ class LiveSpeakers:
                 if lab.startswith("S") and lab[1:].isdigit():
                     found.restore(int(lab[1:]) - 1, vector)
             self._sessions = {session_id: found}  # one session at a time: the previous one's state goes
-            self._voices = db.voices(self.store)
         return found
 
     def assign(self, session_id: str | None, vector: Vector) -> tuple[str, str | None]:
-        """(label, name or None) of the final whose embedding is `vector`."""
+        """(label, name or None) of the final whose embedding is `vector`. A label without a name (and whose
+        name no user removed) is named by the enrolled voice it sounds like, unless that voice already names
+        another label of the session; the name is then kept as the session's."""
         from daemon.store import speakers as db
 
         online = self._online(session_id)
         lab = label(online.assign(vector))
-        given = db.names(self.store, "session", session_id).get(lab)
-        if given:
-            return lab, given
-        voice = self._voice(online.centroid(int(lab[1:]) - 1))
+        known = db.names(self.store, "session", session_id, removed=True)
+        if lab in known:
+            return lab, known[lab] or None
+        voice = self._voice(online.centroid(int(lab[1:]) - 1), taken=set(known.values()))
         if voice is not None and session_id is not None:  # kept as the session's name: exports and search see it
             db.rename(self.store, "session", session_id, lab, voice)
         return lab, voice
 
-    def _voice(self, centroid: Vector) -> str | None:
+    def _voice(self, centroid: Vector, taken: set[str]) -> str | None:
+        from daemon.store import speakers as db
+
+        version = db.voices_version(self.store)  # `asrbox speakers enroll|delete` may run beside the daemon
+        if version != self._voices_version:
+            self._voices, self._voices_version = db.voices(self.store), version
         best, name = self.voice_threshold, None
         for v in self._voices:
             sim = float(v.embedding @ centroid)
-            if sim >= best:
+            if sim >= best and v.name not in taken:
                 best, name = sim, v.name
         return name
 
     def forget_voices(self) -> None:
         """Enrolled voices changed: read them again on the next final."""
-        self._sessions.clear()
+        self._voices_version = None

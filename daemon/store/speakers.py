@@ -2,8 +2,9 @@
 session or per file record, enrolled voices. Functions over the Store's helpers; every error a StoreError.
 
 What is kept: per live utterance its label (S1, S2...) and its 192-number embedding; per file record each
-segment's label (in its segments JSON); names typed by a user; per enrolled voice its name and embedding
-(never its audio). `delete_voice` and the record/session deletions remove them.
+segment's label (in its segments JSON); names per label of a session or record (typed by a user, or kept from
+an enrolled voice that named it; '' where a user removed one); per enrolled voice its name and embedding (never
+its audio). `delete_voice` removes a voice (not the names it gave); deleting a record removes its names.
 """
 
 from __future__ import annotations
@@ -55,24 +56,23 @@ def session_embeddings(store: Store, session_id: str | None) -> list[tuple[str, 
 
 
 def rename(store: Store, scope: str, scope_id: str, label: str, name: str | None) -> None:
-    """Name a label within a session or a record; an empty name removes the name."""
+    """Name a label within a session or a record. An empty name removes the name and keeps a row with '' in its
+    place: the label is then never named again by an enrolled voice (the user said it has no name)."""
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {SCOPES}")
-    if name:
-        store._write(
-            "INSERT INTO speaker_names (scope, scope_id, label, name) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (scope, scope_id, label) DO UPDATE SET name=excluded.name",
-            (scope, scope_id, label, name),
-        )
-    else:
-        store._write("DELETE FROM speaker_names WHERE scope=? AND scope_id=? AND label=?", (scope, scope_id, label))
+    store._write(
+        "INSERT INTO speaker_names (scope, scope_id, label, name) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (scope, scope_id, label) DO UPDATE SET name=excluded.name",
+        (scope, scope_id, label, name or ""),
+    )
 
 
-def names(store: Store, scope: str, scope_id: str | None) -> dict[str, str]:
+def names(store: Store, scope: str, scope_id: str | None, removed: bool = False) -> dict[str, str]:
+    """label -> name within a session or a record; `removed`: with the labels whose name a user removed ('')."""
     if scope_id is None:
         return {}
     rows = store._read("SELECT label, name FROM speaker_names WHERE scope=? AND scope_id=?", (scope, scope_id))
-    return {str(r[0]): str(r[1]) for r in rows}
+    return {str(r[0]): str(r[1]) for r in rows if removed or r[1]}
 
 
 def add_voice(store: Store, name: str, embedding: Vector, seconds: float) -> str:
@@ -90,6 +90,12 @@ def add_voice(store: Store, name: str, embedding: Vector, seconds: float) -> str
 def voices(store: Store) -> list[Voice]:
     rows = store._read("SELECT id, name, embedding, seconds, created_at FROM voices ORDER BY name")
     return [Voice(r[0], r[1], from_blob(r[2]), float(r[3]), r[4]) for r in rows]
+
+
+def voices_version(store: Store) -> tuple[int, str]:
+    """Changes whenever a voice is enrolled, replaced or deleted (by the daemon or by the CLI beside it)."""
+    row = store._read("SELECT count(*), coalesce(max(created_at), '') FROM voices", ())[0]
+    return int(row[0]), str(row[1])
 
 
 def delete_voice(store: Store, name_or_id: str) -> bool:
