@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
-from daemon.speakers.commands import voice_embedding, voice_name
+from daemon.speakers.commands import shown, speaker_label, speaker_name, voice_embedding, voice_name
 from daemon.speakers.files import SpeakerRequest
 from daemon.store import speakers as db
 from daemon.store.db import Store
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 router = APIRouter(tags=["speakers"])
 log = logging.getLogger(__name__)
-_LABEL = re.compile(r"^S[1-9][0-9]{0,2}$")
 VOICE_UPLOADS = Path("uploads") / "voices"  # a voice's audio is only read, never kept
 VOICE_MAX_MB = 100
 
@@ -40,9 +38,17 @@ class SpeakerName(BaseModel):
 
 
 def _label(label: str) -> str:
-    if not _LABEL.match(label):
-        raise refuse(422, f"not a speaker label: {label[:20]!r} (S1, S2...)")
-    return label
+    try:
+        return speaker_label(label)
+    except ConfigError as exc:
+        raise refuse(422, str(exc)) from None
+
+
+def _name(raw: str | None) -> str | None:
+    try:
+        return speaker_name(raw)
+    except ConfigError as exc:
+        raise refuse(422, f"name: {exc}") from None
 
 
 def _labels_of_record(segments: list[Any]) -> list[str]:
@@ -55,14 +61,14 @@ async def record_speakers(request: Request, record_id: str) -> dict[str, Any]:
     store = core(request).store
     rec = store.get(record_id)
     if rec is None:
-        raise refuse(404, f"no record {record_id}")
+        raise refuse(404, f"no record {shown(record_id)}")
     names = db.names(store, "record", record_id)
     return {"ok": True, "speakers": [{"label": x, "name": names.get(x)} for x in _labels_of_record(rec.segments)]}
 
 
 def _rename(store: Store, scope: str, owner: str, label: str, body: SpeakerName) -> dict[str, Any]:
-    name = (body.name or "").strip() or None
-    db.rename(store, scope, owner, _label(label), name)
+    label, name = _label(label), _name(body.name)
+    db.rename(store, scope, owner, label, name)
     return {"ok": True, "label": label, "name": name}
 
 
@@ -70,7 +76,7 @@ def _rename(store: Store, scope: str, owner: str, label: str, body: SpeakerName)
 async def name_record_speaker(request: Request, record_id: str, label: str, body: SpeakerName) -> dict[str, Any]:
     store = core(request).store
     if store.get(record_id) is None:
-        raise refuse(404, f"no record {record_id}")
+        raise refuse(404, f"no record {shown(record_id)}")
     return _rename(store, "record", record_id, label, body)
 
 
@@ -78,7 +84,7 @@ async def name_record_speaker(request: Request, record_id: str, label: str, body
 async def name_session_speaker(request: Request, session_id: str, label: str, body: SpeakerName) -> dict[str, Any]:
     store = core(request).store
     if store.session(session_id) is None:
-        raise refuse(404, f"no session {session_id}")
+        raise refuse(404, f"no session {shown(session_id)}")
     return _rename(store, "session", session_id, label, body)
 
 
@@ -86,14 +92,16 @@ async def name_session_speaker(request: Request, session_id: str, label: str, bo
 async def session_speakers(request: Request, session_id: str) -> dict[str, Any]:
     store = core(request).store
     if store.session(session_id) is None:
-        raise refuse(404, f"no session {session_id}")
+        raise refuse(404, f"no session {shown(session_id)}")
     labels = sorted({lab for lab, _ in db.session_embeddings(store, session_id)}, key=lambda x: (len(x), x))
     names = db.names(store, "session", session_id)
     return {"ok": True, "speakers": [{"label": x, "name": names.get(x)} for x in labels]}
 
 
 @router.get("/api/speakers/utterances")
-async def utterances_of(request: Request, speaker: str, session_id: str | None = None) -> dict[str, Any]:
+async def utterances_of(
+    request: Request, speaker: str = Query(min_length=1, max_length=100), session_id: str | None = None
+) -> dict[str, Any]:
     """Live utterances said by a label or a name given in their session (search by speaker)."""
     return {"ok": True, "record_ids": db.records_of_speaker(core(request).store, speaker, session_id)}
 
@@ -107,11 +115,11 @@ def _voice(v: Voice) -> dict[str, Any]:
     return {"id": v.id, "name": v.name, "seconds": v.seconds, "created_at": v.created_at}
 
 
-@router.delete("/api/speakers/voices/{name}")
+@router.delete("/api/speakers/voices/{name:path}")  # a name may hold "/"
 async def delete_voice(request: Request, name: str) -> dict[str, Any]:
     app = core(request)
     if not db.delete_voice(app.store, name):
-        raise refuse(404, f"no enrolled voice {name!r}")
+        raise refuse(404, f"no enrolled voice {shown(name)}")
     app.files.reload_voices()
     return {"ok": True}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import unicodedata
 import uuid
@@ -35,6 +36,8 @@ MAX_PARTS = 100_000
 NAME_MAX = 200
 TRUE = ("true", "1", "yes", "on")
 FALSE = ("false", "0", "no", "off")
+_COUNT = re.compile(r"[0-9]{1,3}")  # a number of speakers: ASCII digits only
+MAX_SPEAKERS = 50
 
 
 def display_name(raw: str | None) -> str:
@@ -83,22 +86,28 @@ class Upload:
         them (SpeakerRequest.parse); None when none is given, unless `default` ([speakers] files = true). 400 with
         one line when they make no sense."""
         raw = (self.field("speakers") or "").strip()
-        low, high = self._whole("min_speakers"), self._whole("max_speakers")
+        low, high = self._count("min_speakers"), self._count("max_speakers")
         if not raw and low is None and high is None and not default:
             return None
+        if raw not in ("", "auto") and not _COUNT.fullmatch(raw):
+            raise refuse(400, f"speakers: expected 'auto' or a whole number from 1 to {MAX_SPEAKERS}, got {raw[:40]!r}")
         try:
-            return SpeakerRequest.parse(raw or "auto", low, high)
+            request = SpeakerRequest.parse(raw or "auto", low, high)
         except ValueError as exc:
             raise refuse(400, f"speakers: {exc}") from None
+        n = request.speakers
+        if n is not None and (n < (low or 1) or n > (high or n)):
+            raise refuse(400, f"speakers: {n} is outside min_speakers..max_speakers")
+        return request
 
-    def _whole(self, name: str) -> int | None:
+    def _count(self, name: str) -> int | None:
+        """`min_speakers`/`max_speakers`: ASCII digits, 1-50 (Python's int() would take '１', '1_0', ' 0')."""
         value = (self.field(name) or "").strip()
         if not value:
             return None
-        try:
-            return int(value)
-        except ValueError:
-            raise refuse(400, f"{name}: expected a whole number, got {value[:40]!r}") from None
+        if not _COUNT.fullmatch(value) or not 1 <= int(value) <= MAX_SPEAKERS:
+            raise refuse(400, f"{name}: expected a whole number from 1 to {MAX_SPEAKERS}, got {value[:40]!r}")
+        return int(value)
 
     def discard(self) -> None:
         for f in self.files:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import unicodedata
@@ -59,24 +60,27 @@ def cmd_speakers(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+    _check_text(args)
     if args.action == "rename":
         scope, scope_id = ("session", args.session) if args.session else ("record", args.record)
         _check_scope(store, scope, scope_id)
-        db.rename(store, scope, scope_id, args.label.strip(), args.name.strip() or None)
-        shown = f"{args.label} -> {args.name!r}" if args.name.strip() else f"{args.label}: name removed"
-        print(f"asrbox: {scope} {scope_id}: {shown}", file=sys.stderr)
+        label, name = speaker_label(args.label.strip()), speaker_name(args.name)
+        db.rename(store, scope, scope_id, label, name)
+        shown_name = f"{label} -> {name!r}" if name else f"{label}: name removed"
+        print(f"asrbox: {scope} {scope_id}: {shown_name}", file=sys.stderr)
         return 0
     if args.action == "enroll":
         seconds = _enroll(settings, store, args.name, args.audio)
-        print(f"asrbox: voice {args.name!r} enrolled from {seconds:.1f} s of audio", file=sys.stderr)
+        print(f"asrbox: voice {voice_name(args.name)!r} enrolled from {seconds:.1f} s of audio", file=sys.stderr)
         return 0
     if args.action == "delete":
         if not db.delete_voice(store, args.name):
-            raise ConfigError(f"no enrolled voice {args.name!r}")
+            raise ConfigError(f"no enrolled voice {shown(args.name)}")
         print(f"asrbox: voice {args.name!r} deleted", file=sys.stderr)
         return 0
     if args.session or args.record:
         scope, scope_id = ("session", args.session) if args.session else ("record", args.record)
+        _check_scope(store, scope, scope_id)
         print(json.dumps(db.names(store, scope, scope_id), ensure_ascii=False, indent=2))
         return 0
     for v in db.voices(store):
@@ -84,10 +88,22 @@ def _run(args: argparse.Namespace, settings: Settings, store: Store) -> int:
     return 0
 
 
+def _check_text(args: argparse.Namespace) -> None:
+    """Arguments that are not UTF-8 (the shell passed bytes the locale cannot decode) are one line, not the
+    store's UnicodeEncodeError."""
+    for key in ("name", "label", "session", "record"):
+        value = getattr(args, key, None)
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{key}: not valid UTF-8 text") from None
+
+
 def _check_scope(store: Store, scope: str, scope_id: str) -> None:
     found = store.session(scope_id) if scope == "session" else store.get(scope_id)
     if found is None:
-        raise ConfigError(f"no {scope} {scope_id}")
+        raise ConfigError(f"no {scope} {shown(scope_id)}")
 
 
 MIN_ENROLL_S = 3.0  # of audio; of it at least MIN_VOICED_S must be speech (the VAD's)
@@ -97,14 +113,37 @@ NAME_MAX = 100
 Embed = Callable[[npt.NDArray[np.float32]], "npt.NDArray[np.float32] | None"]
 
 
-def voice_name(raw: str) -> str:
-    """An enrolled voice's name, checked: trimmed, 1-100 characters, no control characters."""
-    name = " ".join(raw.split())
+LABEL = re.compile(r"S[1-9][0-9]{0,2}")  # S1..S999, as the labellers write them
+_NOT_IN_NAMES = ("Cc", "Cf", "Cs", "Co", "Cn")  # control, format (bidi overrides), surrogate, private, unassigned
+
+
+def voice_name(raw: str, what: str = "a voice's name") -> str:
+    """An enrolled voice's (or a label's given) name, checked: NFC, runs of white space (new lines too) one
+    space, trimmed, 1-100 characters, no control, format, surrogate or unassigned characters (a name is written
+    into SRT/VTT cues, CSV rows and log lines: it must stay one line that reads as it looks)."""
+    name = " ".join(unicodedata.normalize("NFC", raw).split())
     if not name:
-        raise ConfigError("a voice needs a name")
-    if len(name) > NAME_MAX or any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
-        raise ConfigError(f"a voice's name has at most {NAME_MAX} characters and no control characters")
+        raise ConfigError(f"{what} is empty")
+    if len(name) > NAME_MAX or any(unicodedata.category(c) in _NOT_IN_NAMES for c in name):
+        raise ConfigError(f"{what} has at most {NAME_MAX} characters and no control characters")
     return name
+
+
+def speaker_name(raw: str | None) -> str | None:
+    """A name given to a label (`rename`): checked as a voice's name; None (remove the name) when empty."""
+    return voice_name(raw, "a speaker's name") if raw and raw.strip() else None
+
+
+def speaker_label(raw: str) -> str:
+    """A speaker label as the labellers write them (S1, S2... S999); ConfigError naming it otherwise."""
+    if not LABEL.fullmatch(raw):
+        raise ConfigError(f"not a speaker label: {shown(raw, 20)} (S1, S2...)")
+    return raw
+
+
+def shown(text: str, limit: int = 100) -> str:
+    """`text` quoted for a one-line message, cut at `limit` characters."""
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
 
 
 def voice_embedding(settings: Settings, path: Path, shown: str, embed: Embed | None = None) -> tuple[Vector, float]:
