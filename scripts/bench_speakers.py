@@ -24,6 +24,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from daemon.audio.decode import SAMPLE_RATE, decode_file  # noqa: E402
 from daemon.audio.segmenter import segment_stream  # noqa: E402
 from daemon.audio.vad import SileroVad  # noqa: E402
 from daemon.settings import VadSettings  # noqa: E402
-from daemon.speakers.change import ChangeDetector, TurnWatch  # noqa: E402
+from daemon.speakers.change import ChangeDetector, TurnWatch, Verdict  # noqa: E402
 from daemon.speakers.cluster import Bounds, OnlineSpeakers  # noqa: E402
 from daemon.speakers.diarize import Diarizer  # noqa: E402
 from daemon.speakers.metrics import Span, der  # noqa: E402
@@ -148,12 +149,12 @@ def live_path(
     detector = ChangeDetector(diarizer.models) if split else None
     split_costs: list[float] = []
 
-    def timed(piece: Audio) -> int | None:
+    def timed(piece: Audio, skip: Sequence[int]) -> Verdict:
         assert detector is not None
         t = time.process_time()
-        at = detector(piece)
+        verdict = detector(piece, skip)
         split_costs.append(time.process_time() - t)
-        return at
+        return verdict
 
     watch = TurnWatch(timed).check if split else None
     for u in segment_stream([audio], SileroVad(), VadSettings(), watch=watch):

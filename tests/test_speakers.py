@@ -221,20 +221,48 @@ def test_segmenter_split_at_cuts_the_utterance_in_progress() -> None:
 
 
 def test_change_candidate_needs_two_voices_one_after_the_other() -> None:
-    from daemon.speakers.change import _candidate
+    from daemon.speakers.change import _candidates
 
     second = int(SAMPLE_RATE / 270)  # frames per second
     act = np.zeros((4 * second, 3), dtype=bool)
     act[: 2 * second, 0] = True
     act[2 * second + 10 :, 1] = True
-    a, b, cut = _candidate(act)  # type: ignore[misc]
+    ((a, b, cut),) = _candidates(act)
     assert (a, b) == (0, 1) and 2 * second <= cut <= 2 * second + 10
-    act[3 * second :, 0] = True  # the first voice talks on over the second: no change of turn
-    assert _candidate(act) is None
+    three = np.zeros((6 * second, 3), dtype=bool)  # a third voice after the second: a later candidate
+    three[: 2 * second, 0], three[2 * second + 10 : 4 * second, 1], three[4 * second + 10 :, 2] = True, True, True
+    assert [c[:2] for c in _candidates(three)] == [(0, 1), (1, 2)]  # not 0 -> 2 across the second voice
+    act[3 * second :, 0] = True  # the first voice talks on over the second: no change of turn from it
+    assert (0, 1) not in [c[:2] for c in _candidates(act)]
     short = np.zeros((4 * second, 3), dtype=bool)
     short[: 3 * second + 30, 0] = True
     short[3 * second + 40 :, 1] = True  # under a second for the new voice: not yet
-    assert _candidate(short) is None
+    assert _candidates(short) == []
+
+
+def test_turn_watch_asks_once_a_second_and_skips_what_was_turned_down() -> None:
+    from daemon.audio.segmenter import Segmenter, SpeechEnded
+    from daemon.settings import VadSettings
+    from daemon.speakers.change import TurnWatch, Verdict
+
+    asked: list[tuple[int, list[int]]] = []
+
+    def detect(audio: np.ndarray, skip: list[int]) -> Verdict:
+        asked.append((audio.size, list(skip)))
+        if len(asked) == 1:
+            return Verdict(None, (SAMPLE_RATE,))  # one voice after all, at 1 s
+        return Verdict(int(2.5 * SAMPLE_RATE)) if len(asked) == 2 else Verdict(None)
+
+    seg = Segmenter(VadSettings(pre_roll_ms=0), 512)
+    watch = TurnWatch(detect)
+    ended = []
+    for _ in range(int(3.5 * SAMPLE_RATE) // 512):
+        for ev in seg.push(np.zeros(512, np.float32), 0.9) + watch.check(seg):
+            if isinstance(ev, SpeechEnded):
+                ended.append(ev.utterance)
+    # asked at 2 s and 3 s of speech; the second time told to skip the candidate turned down at 1 s
+    assert [(round(n / SAMPLE_RATE), skip) for n, skip in asked] == [(2, []), (3, [SAMPLE_RATE])]
+    assert len(ended) == 1 and ended[0].split and ended[0].end == pytest.approx(2.5 * SAMPLE_RATE, abs=512)
 
 
 @pytest.mark.parametrize("pair", [("A", "C"), ("A", "A")])

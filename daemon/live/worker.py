@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SPECULATIVE_CACHE = 4
 EXPECT_FINAL_S = 0.5
+EMBED_TIMEOUT_S = 10.0  # a final waits this long for its speaker embedding at most, then goes out without a label
 HOLD_MAX_S = 20.0  # background work waits for a live utterance's final at most this long (continuous speech)
 
 
@@ -238,11 +239,12 @@ class AsrWorker(threading.Thread):
     def _speculate(self, job: Job) -> None:
         ctx = self._context
         t0 = time.perf_counter()
+        self._forget_speculations(job.key[0])  # the utterance went on: what was guessed before cannot be its final
         embedding = self._start_embedding(job.audio)
         result = self._transcribe(job, ctx.options)
         self._cache[job.key] = _Speculated(result, time.perf_counter() - t0, ctx, embedding)
         while len(self._cache) > SPECULATIVE_CACHE:
-            self._cache.popitem(last=False)
+            _cancel(self._cache.popitem(last=False)[1].embedding)
 
     def _partial_text(self, job: Job) -> None:
         """A draft: greedy, short window; the text pipeline without hotword correction (the final has it)."""
@@ -264,6 +266,7 @@ class AsrWorker(threading.Thread):
         ctx = job.context or self._context
         t0 = time.perf_counter()
         cached = self._cache.pop(job.key, None)
+        self._forget_speculations(job.key[0])
         if cached is not None and _same_decoding(cached.context, ctx):
             transcript, spent, embedding = cached.transcript, cached.spent, cached.embedding
         else:
@@ -272,6 +275,11 @@ class AsrWorker(threading.Thread):
         processed = self.text.apply(transcript, ctx.terms)
         vector = _embedding(embedding)
         self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent, vector))
+
+    def _forget_speculations(self, start: int) -> None:
+        """Drop the speculative results of the utterance that starts at `start`, their embeddings cancelled."""
+        for key in [k for k in self._cache if k[0] == start]:
+            _cancel(self._cache.pop(key).embedding)
 
     def _start_embedding(self, audio: Audio) -> Future[Any] | None:
         """The speaker embedding of `audio`, computed on its own thread while this one decodes (None when off)."""
@@ -293,14 +301,19 @@ class _Speculated:
 
 
 def _embedding(pending: Future[Any] | None) -> Any:
-    """The final's speaker embedding (None when off, too short, or failed: the text goes out regardless)."""
+    """The final's speaker embedding (None when off, too short, failed or stuck: the text goes out regardless)."""
     if pending is None:
         return None
     try:
-        return pending.result()
+        return pending.result(timeout=EMBED_TIMEOUT_S)
     except Exception as exc:
-        log.warning("speaker embedding failed: %s", exc)
+        log.warning("speaker embedding failed: %s", _one_line(exc))
         return None
+
+
+def _cancel(pending: Future[Any] | None) -> None:
+    if pending is not None:
+        pending.cancel()  # not started yet: never runs; running: its result is not waited for
 
 
 def _same_decoding(a: DecodeContext, b: DecodeContext) -> bool:
