@@ -104,6 +104,9 @@ def test_voice_names_refused_or_kept_as_one_clean_line(box: Box) -> None:
     assert box.stored() == before
     r = box.enroll("Ann\n\nB")  # white space, new lines too, is one space: a name is one line everywhere
     assert r.status_code == 201 and r.json()["voice"]["name"] == "Ann B", r.text
+    for name in ("\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627", "\U0001f469\u200d\U0001f4bb"):  # ZWNJ, ZWJ
+        r = box.enroll(name)
+        assert r.status_code == 201 and r.json()["voice"]["name"] == name, r.text
 
 
 def test_voice_with_a_slash_is_deleted_as_the_console_asks(box: Box) -> None:

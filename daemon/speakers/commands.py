@@ -115,6 +115,7 @@ Embed = Callable[[npt.NDArray[np.float32]], "npt.NDArray[np.float32] | None"]
 
 LABEL = re.compile(r"S[1-9][0-9]{0,2}")  # S1..S999, as the labellers write them
 _NOT_IN_NAMES = ("Cc", "Cf", "Cs", "Co", "Cn")  # control, format (bidi overrides), surrogate, private, unassigned
+_JOINERS = ("\u200c", "\u200d")  # format characters names need: ZWNJ (Persian names), ZWJ (emoji sequences)
 
 
 def voice_name(raw: str, what: str = "a voice's name") -> str:
@@ -124,7 +125,7 @@ def voice_name(raw: str, what: str = "a voice's name") -> str:
     name = " ".join(unicodedata.normalize("NFC", raw).split())
     if not name:
         raise ConfigError(f"{what} is empty")
-    if len(name) > NAME_MAX or any(unicodedata.category(c) in _NOT_IN_NAMES for c in name):
+    if len(name) > NAME_MAX or any(unicodedata.category(c) in _NOT_IN_NAMES and c not in _JOINERS for c in name):
         raise ConfigError(f"{what} has at most {NAME_MAX} characters and no control characters")
     return name
 
