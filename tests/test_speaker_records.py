@@ -144,6 +144,29 @@ def test_with_request_shares_the_models(speaker_models: Path) -> None:
     assert base.with_request(SpeakerRequest(), ()).bounds == base.bounds
 
 
+def test_damaged_speaker_models_leave_the_text_with_a_warning(speaker_models: Path, tmp_path: Path) -> None:
+    """Models present but unloadable (damaged after the request was accepted, a job resumed after a restart):
+    the transcriber is built without labels and says why on every file, instead of failing the files."""
+    import shutil
+    from types import SimpleNamespace
+
+    from daemon.core.files import FileOptions, FileTranscription
+
+    broken = Path(shutil.copytree(speaker_models, tmp_path / "speakers"))
+    (broken / "campplus.onnx").write_bytes(b"not a model")
+    settings = Settings.model_validate({"speakers": {"models_dir": str(broken)}, "store": {"path": str(tmp_path)}})
+    store = Store(tmp_path / "store")
+    try:
+        worker = SimpleNamespace(engine=SimpleNamespace(info=None))  # not called: nothing is transcribed here
+        app = SimpleNamespace(settings=settings, store=store, box_hotwords=(), worker=worker, text=None)
+        files = FileTranscription(app)  # type: ignore[arg-type]
+        runner = files.transcriber(FileOptions(speakers=SpeakerRequest()), interactive=True)
+        assert runner.speakers is None and (runner.speaker_warning or "").startswith("speakers not labelled: ")
+        assert files.transcriber(FileOptions(), interactive=True).speaker_warning is None
+    finally:
+        store.close()
+
+
 # ---------------------------------------------------------------- the CLI end to end
 @pytest.mark.model
 def test_cli_keeps_the_voice_name_csv_export_and_delete(

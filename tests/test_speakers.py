@@ -325,6 +325,10 @@ def test_transcribe_speakers_rename_and_exports(
     assert srt.returncode == 0, srt.stderr  # a name given to the record: the stored record was reused
     cues = [line for line in srt.stdout.splitlines() if ": " in line]
     assert cues and all(c.split(": ", 1)[0] in {"Ms Li", "S2", "S3"} for c in cues) and "Ms Li: " in srt.stdout
+    two = asrbox("transcribe", "--speakers", "2", "-f", "json", "-l", "en", str(path), env=env)
+    assert two.returncode == 0, two.stderr  # another count asked: not the stored record, labelled again
+    redone = json.loads(two.stdout)
+    assert redone["record_id"] != doc["record_id"] and {x["label"] for x in redone["speakers"]} == {"S1", "S2"}
     store = Store(Path(env["ASRBOX_STORE__PATH"]))
     try:
         rec = store.get(doc["record_id"])

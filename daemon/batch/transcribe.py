@@ -227,6 +227,10 @@ class Outcome:
     engine_s: float | None = None  # seconds of engine calls spent on the file (its share of shared batches)
 
 
+def _warn(st: _FileState, text: str) -> None:
+    st.warning = f"{st.warning}; {text}" if st.warning else text
+
+
 def describe(exc: BaseException) -> str:
     """An exception as one short line: our own errors by their message, others with their type."""
     text = str(exc) if isinstance(exc, AsrboxError) else f"{type(exc).__name__}: {exc}".rstrip(": ")
@@ -252,6 +256,7 @@ class BatchTranscriber:
         force: bool = False,
         hotwords: Sequence[str] = (),
         speakers: FileSpeakers | None = None,
+        speaker_warning: str | None = None,
     ) -> None:
         self.engine = engine
         self.vad_factory = vad_factory
@@ -263,6 +268,7 @@ class BatchTranscriber:
         self.force = force
         self.hotwords = tuple(hotwords)
         self.speakers = speakers  # label each segment's speaker (docs/speakers.md)
+        self.speaker_warning = speaker_warning  # speakers were asked for but cannot be labelled: why, on each file
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as its file is done."""
@@ -418,8 +424,8 @@ class BatchTranscriber:
             return None
         if rec is None:
             return None
-        if self.speakers is not None and not any(s.get("speaker") for s in rec.segments):
-            return None  # speakers asked for, not labelled then: transcribe again
+        if self.speakers is not None and (rec.meta.get("speakers") or {}).get("asked") != self.speakers.asked():
+            return None  # speakers asked for, not labelled then, or labelled for another count: transcribe again
         log.info("%s: already transcribed (record %s); reusing it (--force to redo)", path, rec.id[:8])
         from daemon.store.speakers import names
 
@@ -447,6 +453,8 @@ class BatchTranscriber:
                 st.error = f"text processing failed: {describe(exc)}"
         if transcript is not None and self.speakers is not None:
             transcript = self._with_speakers(st, transcript)
+        elif transcript is not None and self.speaker_warning:
+            _warn(st, self.speaker_warning)
         outcome = (
             Outcome(st.path, error=st.error)
             if st.error is not None or transcript is None
@@ -465,7 +473,7 @@ class BatchTranscriber:
             return self.speakers.label(st.path, transcript, speech=merge(st.speech))
         except Exception as exc:
             log.debug("%s: speaker labelling failed", st.path, exc_info=True)
-            st.warning = f"speakers not labelled: {describe(exc)}"
+            _warn(st, f"speakers not labelled: {describe(exc)}")
             return transcript
 
     def _assemble(self, st: _FileState) -> FileTranscript:

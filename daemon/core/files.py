@@ -123,7 +123,13 @@ class FileTranscription:
         if language is None and s.asr.language != "auto":
             language = s.asr.language
         terms = tuple(dict.fromkeys((*self.app.box_hotwords, *options.hotwords)))
-        speakers = self.labeller(options.speakers) if options.speakers is not None else None
+        speakers, warning = None, None
+        if options.speakers is not None:
+            try:
+                speakers = self.labeller(options.speakers)
+            except Exception as exc:  # the models went away or are damaged: the text still comes, with a warning
+                log.warning("speaker labelling unavailable: %s", describe(exc))
+                warning = f"speakers not labelled: {describe(exc)}"
         return BatchTranscriber(
             SharedEngine(self.app.worker, interactive, stop),
             partial(load_vad, s.vad.engine),
@@ -135,14 +141,15 @@ class FileTranscription:
             force=True,
             hotwords=terms,
             speakers=speakers,
+            speaker_warning=warning,
         )
 
     def run(
         self, files: Sequence[Path], options: FileOptions, interactive: bool, stop: threading.Event | None = None
     ) -> Iterator[Outcome]:
         """Blocking (a thread's): outcomes in order, as each file completes; `stop` ends a file after the window
-        in hand (it fails with the reason). If the transcriber cannot be built (the speaker models went away),
-        every file fails with that reason."""
+        in hand (it fails with the reason). Speaker models that cannot be loaded leave the text without labels,
+        with a warning; if the transcriber cannot be built at all, every file fails with the reason."""
         try:
             runner = self.transcriber(options, interactive, stop)
         except Exception as exc:

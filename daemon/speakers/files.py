@@ -80,6 +80,11 @@ class FileSpeakers:
         mine.voices = tuple(voices)
         return mine
 
+    def asked(self) -> dict[str, int | None]:
+        """What this labeller was asked for (kept with a record: a later request for another count redoes it)."""
+        b = self.bounds
+        return {"speakers": b.speakers, "min_speakers": b.min_speakers, "max_speakers": b.max_speakers}
+
     def diarize(self, path: Path, speech: Spans | None = None) -> Diarization:
         return self.diarizer.run(iter_decode(path), self.bounds, self.step_s, speech)
 
@@ -93,7 +98,10 @@ class FileSpeakers:
             segments.append(dataclasses.replace(s, speaker=label(who) if who is not None else None))
         took = time.perf_counter() - t0
         log.info("%s: %d speaker(s) in %.1f s", path.name, result.speakers, took)
-        meta = {**transcript.meta, "speakers": {"count": result.speakers, "seconds": round(took, 3)}}
+        meta = {
+            **transcript.meta,
+            "speakers": {"count": result.speakers, "seconds": round(took, 3), "asked": self.asked()},
+        }
         names = {**self._voice_names(result), **transcript.speaker_names}
         return dataclasses.replace(transcript, segments=tuple(segments), meta=meta, speaker_names=names)
 
