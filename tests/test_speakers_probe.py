@@ -351,3 +351,35 @@ def test_cli_speakers_bad_input_is_one_line(box: Box) -> None:
     names = httpx.get(f"{box.url}/api/records/{rid}/speakers", timeout=30).json()["speakers"]
     assert names == [{"label": "S1", "name": "Ann Lee"}]
     assert unicodedata.is_normalized("NFC", names[0]["name"])
+
+
+# ---------------------------------------------------------------------------- damaged models
+def test_damaged_models_are_one_line(
+    tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, speaker_models: Path
+) -> None:
+    """A models folder whose CAM++ is cut short (a partial copy): enrolling is a 409 naming `asrbox models
+    verify` over HTTP and on the CLI (was a 500 and a traceback); a transcription still gives its text."""
+    damaged = tmp_path_factory.mktemp("damaged") / "speakers"
+    damaged.mkdir()
+    for f in speaker_models.iterdir():
+        (damaged / f.name).write_bytes(f.read_bytes()[:5000] if f.name == "campplus.onnx" else f.read_bytes())
+    d = HttpDaemon(
+        tmp_path_factory.mktemp("damagedbox"),
+        cache_dir,
+        ASRBOX_SPEAKERS__MODELS_DIR=str(damaged),
+        ASRBOX_SPEAKERS__LIVE="off",
+    )
+    try:
+        clip = eval_clip(VOICE)[0]
+        parts = {"file": ("v.wav", clip.read_bytes())}
+        r = httpx.post(f"{d.url}/api/speakers/voices", data={"name": "X"}, files=parts, timeout=TIMEOUT)
+        message = assert_error(r, 409, "speaker models cannot be loaded", "asrbox models verify")["message"]
+        assert str(damaged) not in message  # the box's paths are not shown
+        p = d.asrbox("speakers", "enroll", "X", str(clip))
+        err = p.stderr.strip()
+        assert p.returncode != 0 and "\n" not in err and "asrbox models verify" in err, err
+        r = httpx.post(f"{d.url}/v1/audio/transcriptions", data={"speakers": "auto"}, files=parts, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["text"], r.text
+        assert httpx.get(f"{d.url}/api/speakers/voices", timeout=30).json()["voices"] == []
+    finally:
+        d.stop()  # no traceback in its log

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from daemon.batch.transcribe import describe
 from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
@@ -140,7 +141,13 @@ def _voice_form(upload: Upload) -> tuple[str, ReceivedFile]:
 
 def _embed(app: App, f: ReceivedFile) -> tuple[Vector, float]:
     """A worker thread's: the voice's embedding with the file labeller's CAM++ (loaded once)."""
-    embed = app.files.labeller(SpeakerRequest()).diarizer.embedder.embed
+    try:
+        embed = app.files.labeller(SpeakerRequest()).diarizer.embedder.embed
+    except AsrboxError:
+        raise
+    except Exception as exc:  # a damaged model file (a partial copy): onnxruntime's own exception types
+        log.warning("speaker models cannot be loaded: %s", describe(exc))
+        raise ModelError(f"speaker models cannot be loaded ({type(exc).__name__}): asrbox models verify") from None
     return voice_embedding(app.settings, f.path, f.name, embed)
 
 
@@ -165,7 +172,7 @@ async def enroll_voice(request: Request) -> JSONResponse:
         try:
             vector, seconds = await asyncio.to_thread(_embed, app, f)
         except ModelError as exc:
-            raise refuse(409 if "prepare-speakers" in str(exc) else 422, str(exc)) from None
+            raise refuse(409 if "asrbox models" in str(exc) else 422, str(exc)) from None  # the box's, or the clip's
         except AsrboxError as exc:
             raise refuse(422, str(exc)) from None
     finally:

@@ -166,15 +166,23 @@ def voice_embedding(settings: Settings, path: Path, shown: str, embed: Embed | N
     seconds = audio.size / SAMPLE_RATE
     if seconds < MIN_ENROLL_S or _voiced_s(settings, audio) < MIN_VOICED_S:
         raise AsrboxError(f"{shown}: need at least {MIN_ENROLL_S:.0f} s of speech to enroll a voice")
-    if embed is None:
-        from daemon.speakers.embed import Embedder
-        from daemon.speakers.models import load
-
-        embed = Embedder(load(settings.speakers.folder(settings.asr)).embedding, settings.speakers.threads).embed
-    vector = embed(audio)
+    vector = (embed or _load_embed(settings))(audio)
     if vector is None:
         raise ModelError(f"{shown}: no voice found in the audio")
     return vector, seconds
+
+
+def _load_embed(settings: Settings) -> Embed:
+    """The CAM++ of the speaker models folder; a ModelError naming `asrbox models verify` when a file in it is
+    damaged (onnxruntime raises its own exception types)."""
+    from daemon.speakers.embed import Embedder
+    from daemon.speakers.models import load
+
+    models = load(settings.speakers.folder(settings.asr))
+    try:
+        return Embedder(models.embedding, settings.speakers.threads).embed
+    except Exception as exc:
+        raise ModelError(f"speaker models cannot be loaded ({type(exc).__name__}): asrbox models verify") from None
 
 
 def _voiced_s(settings: Settings, audio: npt.NDArray[np.float32]) -> float:
