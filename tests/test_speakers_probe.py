@@ -109,6 +109,19 @@ def test_voice_names_refused_or_kept_as_one_clean_line(box: Box) -> None:
         assert r.status_code == 201 and r.json()["voice"]["name"] == name, r.text
 
 
+def test_voice_name_bytes_that_are_not_utf8_are_refused(box: Box) -> None:
+    before = box.stored()
+    for raw in (b"\xff\xfe", b"caf\xe9"):  # were stored as U+FFFD
+        body = (
+            b'--bnd\r\nContent-Disposition: form-data; name="name"\r\n\r\n' + raw + b"\r\n--bnd\r\n"
+            b'Content-Disposition: form-data; name="file"; filename="v.wav"\r\n\r\n' + box.clip + b"\r\n--bnd--\r\n"
+        )
+        headers = {"content-type": "multipart/form-data; boundary=bnd"}
+        r = httpx.post(f"{box.url}/api/speakers/voices", content=body, headers=headers, timeout=TIMEOUT)
+        assert_error(r, 400, "name", "utf-8")
+    assert box.stored() == before
+
+
 def test_voice_with_a_slash_is_deleted_as_the_console_asks(box: Box) -> None:
     """The console deletes `encodeURIComponent(name)`: 'a/b' arrives as a%2Fb, which the router sees as a/b."""
     for name, path in (("Li/Wu", b"Li%2FWu"), ("..", b"%2E%2E"), ("50%", b"50%25"), ("a%2Fb", b"a%252Fb")):

@@ -125,6 +125,8 @@ def voice_name(raw: str, what: str = "a voice's name") -> str:
     name = " ".join(unicodedata.normalize("NFC", raw).split())
     if not name:
         raise ConfigError(f"{what} is empty")
+    if "\ufffd" in name:  # what bytes that are not UTF-8 decode to (a form field, a JSON body)
+        raise ConfigError(f"{what} is not valid UTF-8 text")
     if len(name) > NAME_MAX or any(unicodedata.category(c) in _NOT_IN_NAMES and c not in _JOINERS for c in name):
         raise ConfigError(f"{what} has at most {NAME_MAX} characters and no control characters")
     return name
