@@ -436,17 +436,24 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def _history_export(store: Store, args: argparse.Namespace) -> int:
     """`history export`: the records (oldest first) within --since/--until, said by --speaker when given."""
-    from daemon.output.formats import history_csv, history_json, write_output, write_stdout
+    from daemon.output.formats import history_csv, history_json
     from daemon.store import records as history
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
     records = list(history.export(store, since, until, args.speaker))
     doc = history_csv(records) if args.format == "csv" else history_json(records)
-    if args.output == "-":
+    return _write_export(doc, args.output, f"{len(records)} records")
+
+
+def _write_export(doc: str, output: str, what: str) -> int:
+    """An export to stdout ('-') or to a file (said on stderr)."""
+    from daemon.output.formats import write_output, write_stdout
+
+    if output == "-":
         write_stdout(doc)
     else:
-        write_output(Path(args.output), doc)
-        print(f"asrbox: exported {len(records)} records to {args.output}", file=sys.stderr)
+        write_output(Path(output), doc)
+        print(f"asrbox: exported {what} to {output}", file=sys.stderr)
     return 0
 
 
@@ -614,7 +621,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from daemon.output.formats import FileTranscript, TimedText, history_json, render, write_output, write_stdout
+    from daemon.output.formats import FileTranscript, TimedText, history_json, render
     from daemon.store.db import Store
 
     settings = _settings(args)
@@ -639,12 +646,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             FileTranscript(f"session {info['id']}", 0.0, "", "\n".join(s.text for s in segs), "", segs, {}, 0.0),
             args.format,
         )
-    if args.output == "-":
-        write_stdout(doc)
-    else:
-        write_output(Path(args.output), doc)
-        print(f"asrbox: exported {len(records)} utterances to {args.output}", file=sys.stderr)
-    return 0
+    return _write_export(doc, args.output, f"{len(records)} utterances")
 
 
 def cmd_pronounce(args: argparse.Namespace) -> int:
