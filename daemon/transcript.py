@@ -15,10 +15,23 @@ Audio = npt.NDArray[np.float32]  # 16 kHz mono samples
 
 
 @dataclass(frozen=True)
+class Word:
+    """One word's time (`DecodeOptions.words`). `text` is spelled as the engine wrote it, with the space before
+    it where the language puts one (" hello", but "你" in Chinese): the words of a segment joined with no
+    separator give its text (`join_words`). For Chinese or Japanese a "word" is what Whisper's tokens give: a
+    character or a few."""
+
+    start: float  # seconds, in the same time as its segment
+    end: float
+    text: str
+
+
+@dataclass(frozen=True)
 class Segment:
     start: float  # seconds from the start of the audio given to the engine
     end: float
     text: str
+    words: tuple[Word, ...] = ()  # only when asked for (`DecodeOptions.words`) and the engine gives them
 
 
 @dataclass(frozen=True)
@@ -61,8 +74,14 @@ class DecodeOptions:
     draft: bool = False  # cheaper, less accurate decoding for partial results
     short_first: bool = False  # try the draft window first, the full window only where it fails the checks
     language_hint: str | None = None  # the language recent speech was in (a prior, not a constraint)
+    words: bool = False  # word times on the segments (Whisper only; other engines leave `Segment.words` empty)
 
 
 def join_texts(texts: Sequence[str], language: str) -> str:
     sep = "" if language in NO_SPACE_LANGUAGES else " "
     return sep.join(t.strip() for t in texts if t.strip())
+
+
+def join_words(words: Sequence[Word]) -> str:
+    """The text of a run of words: each carries its own leading space where the language has one."""
+    return "".join(w.text for w in words).strip()

@@ -35,7 +35,7 @@ from daemon.audio.decode import SAMPLE_RATE
 from daemon.errors import ConfigError, ModelError
 from daemon.lang import CJK_LANGUAGES, HAN, KANA, NO_SPACE_LANGUAGES
 from daemon.settings import AsrSettings
-from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript, join_texts
+from daemon.transcript import Audio, DecodeOptions, EngineInfo, Segment, Transcript, Word, join_texts
 
 _CJK_CHAR = re.compile(f"[{KANA}{HAN}]")  # kana too: Japanese prompts
 log = logging.getLogger(__name__)
@@ -57,6 +57,13 @@ FULL_WINDOW_LANGUAGES = NO_SPACE_LANGUAGES
 # Language detection on the short window is less sure; below this, the full window decides.
 SHORT_WINDOW_MIN_LANGUAGE_PROB = 0.9
 SHORT_WINDOW_HINT_PROB = 0.5  # ... unless it agrees with the language recent speech was in
+# Word times (DecodeOptions.words): cross-attention alignment as in faster-whisper's word_timestamps.
+TOKENS_PER_SECOND = 50  # encoder frames per second
+ALIGN_MEDIAN_FILTER = 7
+# Punctuation that Whisper's tokens give as a word of its own: joined to the word before (closing) or after
+# (opening), as faster-whisper does, so that a comma never stands alone.
+CLOSING_PUNCTUATION = frozenset(".,!?:;)]}%\"'”’。，！？：；、）」』】》…")
+OPENING_PUNCTUATION = frozenset("([{¿¡\"'“‘（「『【《-")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,20 @@ FALLBACK_ATTEMPTS = (
     _Attempt("repetition penalty", {"repetition_penalty": 1.1}, loops_only=True),
     _Attempt("no repeated 4-grams", {"repetition_penalty": 1.1, "no_repeat_ngram_size": 4}, loops_only=True),
 )
+
+
+_Parts = list[tuple[Segment, list[int]]]  # a window's segments, each with its text tokens
+
+
+def _spread(parts: _Parts, words: list[tuple[Word, int]]) -> _Parts:
+    """The window's words handed to its segments in token order (a word goes with its first token)."""
+    firsts = np.cumsum([0] + [n for _, n in words[:-1]])  # index of each word's first token
+    ends = np.cumsum([len(toks) for _, toks in parts])
+    owner = np.searchsorted(ends, firsts, side="right")
+    return [
+        (replace(seg, words=tuple(w for (w, _), o in zip(words, owner, strict=True) if o == k)), toks)
+        for k, (seg, toks) in enumerate(parts)
+    ]
 
 
 @dataclass(frozen=True)
@@ -143,6 +164,11 @@ class _Best:
         return self.passed[i] or self.below[i] or self.any[i]
 
 
+def _shifted(s: Segment, off: float) -> Segment:
+    words = tuple(Word(w.start + off, w.end + off, w.text) for w in s.words)
+    return Segment(s.start + off, s.end + off, s.text, words)
+
+
 def _done(results: list[Transcript | None]) -> list[Transcript]:
     out = [r for r in results if r is not None]
     assert len(out) == len(results), "a window was left undecoded"
@@ -167,6 +193,52 @@ def pick_compute_type(requested: str, device: str) -> str:
 def compression_ratio(text: str) -> float:
     data = text.encode("utf-8")
     return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _punctuation(text: str, marks: frozenset[str]) -> bool:
+    t = text.strip()
+    return bool(t) and all(c in marks for c in t)
+
+
+def merge_punctuation(words: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
+    """Punctuation-only words joined to their neighbour (closing marks to the word before, opening marks to the
+    word after); the count of tokens follows the text."""
+    out: list[tuple[Word, int]] = []
+    pending: tuple[Word, int] | None = None  # opening marks waiting for their word
+    for w, n in words:
+        if pending is not None:
+            w, n = replace(w, start=pending[0].start, text=pending[0].text + w.text.lstrip()), n + pending[1]
+            pending = None
+        if out and _punctuation(w.text, CLOSING_PUNCTUATION):
+            prev, m = out[-1]
+            out[-1] = (replace(prev, text=prev.text + w.text.strip()), m + n)
+        elif _punctuation(w.text, OPENING_PUNCTUATION) and not _punctuation(w.text, CLOSING_PUNCTUATION):
+            pending = (w, n)
+        else:
+            out.append((w, n))
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def word_times(tok: Any, tokens: list[int], result: Any, duration: float) -> list[tuple[Word, int]]:
+    """The words of `tokens` (text tokens only) with their times from CTranslate2's alignment `result`, each
+    with its number of tokens (faster-whisper's `find_alignment`, times clipped to the window)."""
+    words, word_tokens = tok.split_to_word_tokens([*tokens, tok.eot])
+    if len(word_tokens) <= 1 or not result.alignments:
+        return []
+    text_idx = np.array([p[0] for p in result.alignments])
+    time_idx = np.array([p[1] for p in result.alignments])
+    jumps = np.pad(np.diff(text_idx), (1, 0), constant_values=1).astype(bool)
+    jump_times = np.minimum(time_idx[jumps] / TOKENS_PER_SECOND, duration)
+    bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    if bounds[-1] >= jump_times.size:  # the alignment did not cover every token
+        return []
+    out = []
+    for text, wt, a, b in zip(words[:-1], word_tokens[:-1], bounds[:-1], bounds[1:], strict=True):
+        start = round(float(jump_times[a]), 2)
+        out.append((Word(start, round(max(float(jump_times[b]), start), 2), text), len(wt)))
+    return merge_punctuation(out)
 
 
 class WhisperEngine:
@@ -285,7 +357,7 @@ class WhisperEngine:
     def _merge(self, parts: list[tuple[float, Transcript]]) -> Transcript:
         if len(parts) == 1 and parts[0][0] == 0.0:
             return parts[0][1]
-        segs = tuple(Segment(s.start + off, s.end + off, s.text) for off, t in parts for s in t.segments)
+        segs = tuple(_shifted(s, off) for off, t in parts for s in t.segments)
         first = parts[0][1]
         return Transcript(
             text=join_texts([t.text for _, t in parts], first.language),
@@ -366,7 +438,11 @@ class WhisperEngine:
             if attempt.loops_only:
                 log.debug("%d of %d windows fall back to beam search with %s", len(todo), n, attempt.name)
             todo = sorted(i for i, cand in self._generate(win, todo, attempt) if not best.offer(i, cand))
-        return [self._transcript(win, i, best.chosen(i)) for i in range(n)]
+        chosen = [best.chosen(i) for i in range(n)]
+        parts = [self._segments(c.tokens, win.toks[i], win.durations[i]) if c else [] for i, c in enumerate(chosen)]
+        if options.words:
+            parts = self._with_words(win, chosen, parts)
+        return [self._transcript(win, i, chosen[i], parts[i]) for i in range(n)]
 
     def _encode(self, audios: list[Audio], draft: bool) -> np.ndarray[Any, Any]:
         """The encoder output of each window, as one (n, frames, d_model) array."""
@@ -432,13 +508,38 @@ class WhisperEngine:
             out += [(i, _Candidate.of(r, tok)) for i, r in zip(items, res, strict=True)]
         return out
 
-    def _transcript(self, win: _Windows, i: int, chosen: _Candidate | None) -> Transcript | None:
+    def _with_words(self, win: _Windows, chosen: list[_Candidate | None], parts: list[_Parts]) -> list[_Parts]:
+        """Each window's segments with their words: one alignment call per language (it takes one start
+        sequence) over the text tokens of the segments kept."""
+        import ctranslate2
+
+        by_lang: dict[str, list[int]] = {}
+        for i, c in enumerate(chosen):
+            if c is not None and not c.silent and parts[i]:
+                by_lang.setdefault(win.langs[i][0], []).append(i)
+        out = list(parts)
+        for items in by_lang.values():
+            tok = win.toks[items[0]]
+            texts = [[t for _, toks in parts[i] for t in toks] for i in items]
+            frames = [min(round(win.durations[i] * 100), win.enc.shape[1] * 2) for i in items]
+            res = self._ct2.align(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(win.enc[items])),
+                tok.sot_sequence,
+                texts,
+                frames,
+                median_filter_width=ALIGN_MEDIAN_FILTER,
+            )
+            for i, text, r in zip(items, texts, res, strict=True):
+                out[i] = _spread(parts[i], word_times(tok, text, r, win.durations[i]))
+        return out
+
+    def _transcript(self, win: _Windows, i: int, chosen: _Candidate | None, parts: _Parts) -> Transcript | None:
         """Window `i`'s transcript from its chosen decoding (None: not decoded)."""
         if chosen is None:
             return None
         lang, prob = win.langs[i]
         tok = win.toks[i]
-        segs = () if chosen.silent else self._segments(chosen.tokens, tok, win.durations[i])
+        segs = () if chosen.silent else tuple(seg for seg, _ in parts)
         return Transcript(
             text=join_texts([s.text for s in segs], lang),
             language=lang,
@@ -450,10 +551,10 @@ class WhisperEngine:
             meta={"closed": bool(chosen.tokens) and chosen.tokens[-1] >= tok.timestamp_begin},
         )
 
-    def _segments(self, tokens: list[int], tok: Any, duration: float) -> tuple[Segment, ...]:
-        """Cut the token stream at Whisper's timestamp tokens into timed segments."""
+    def _segments(self, tokens: list[int], tok: Any, duration: float) -> _Parts:
+        """Cut the token stream at Whisper's timestamp tokens into timed segments, each with its text tokens."""
         ts_begin = tok.timestamp_begin
-        segs: list[Segment] = []
+        segs: _Parts = []
         cur: list[int] = []
         start: float | None = None
         last_end = 0.0
@@ -462,7 +563,7 @@ class WhisperEngine:
             text = tok.decode(cur).strip()
             s = start if start is not None else last_end
             if text:
-                segs.append(Segment(round(s, 2), round(max(end, s), 2), text))
+                segs.append((Segment(round(s, 2), round(max(end, s), 2), text), list(cur)))
 
         for t in tokens:
             if t >= ts_begin:
@@ -476,4 +577,4 @@ class WhisperEngine:
                 cur.append(t)
         if cur:
             close(duration)
-        return tuple(segs)
+        return segs
