@@ -238,6 +238,34 @@ def test_label_names_refused_or_one_clean_line(box: Box) -> None:
     assert box.stored() == before
 
 
+def _peak_mb(pid: int) -> int:
+    return (
+        int(next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmHWM")).split()[1])
+        // 1024
+    )
+
+
+def test_a_1_gb_json_body_is_refused_before_it_is_held(box: Box) -> None:
+    """FastAPI reads a JSON body whole: a 1 GB name made the daemon hold about 3.7 GB before a 422."""
+
+    def body(mb: int) -> Iterator[bytes]:
+        yield b'{"name": "x", "pad": "'
+        chunk = b"y" * (1 << 20)
+        for _ in range(mb):
+            yield chunk
+        yield b'"}'
+
+    url = f"{box.url}/api/records/{box.record_id}/speakers/S1"
+    Path(f"/proc/{box.d.proc.pid}/clear_refs").write_text("5")  # the peak counts from here
+    before, names = _peak_mb(box.d.proc.pid), box.stored()[3]
+    json_type = {"content-type": "application/json"}
+    assert_error(httpx.put(url, content=body(1024), headers=json_type, timeout=TIMEOUT), 413, "16 MB")  # chunked
+    assert_error(httpx.put(url, content=b"".join(body(20)), headers=json_type, timeout=TIMEOUT), 413, "16 MB")
+    assert _peak_mb(box.d.proc.pid) - before < 200
+    assert box.stored()[3] == names
+    box.healthy()
+
+
 def test_a_name_cannot_break_the_srt_cues(box: Box) -> None:
     """A new line in a name (SRT cues are separated by a blank line) is one space: the cue stays one cue."""
     job = httpx.post(

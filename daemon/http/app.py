@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from daemon import __version__
 from daemon.errors import AsrboxError
 from daemon.http import auth, console, console_api, docs, jobs, live, metrics, openai_api, records, speakers
+from daemon.http.limits import BodyLimit
 
 if TYPE_CHECKING:
     from daemon.core.app import App
@@ -44,6 +45,7 @@ def create_app(core: App) -> FastAPI:
     app.state.metrics = metrics.make_registry(core)
     _handlers(app)
     app.add_middleware(_Contained)
+    app.add_middleware(BodyLimit)  # JSON bodies over 16 MB: 413 before they are read whole
     # Open whatever the bind: login/logout, /health, /docs (+ /openapi.json), the console's pages and assets.
     for router in (auth.router, openai_api.public, docs.router, console.router):
         app.include_router(router)
