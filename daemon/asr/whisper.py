@@ -209,11 +209,13 @@ def merge_punctuation(words: list[tuple[Word, int]]) -> list[tuple[Word, int]]:
         if pending is not None:
             w, n = replace(w, start=pending[0].start, text=pending[0].text + w.text.lstrip()), n + pending[1]
             pending = None
-        if out and _punctuation(w.text, CLOSING_PUNCTUATION):
+        closing = _punctuation(w.text, CLOSING_PUNCTUATION)
+        # a quote opens after a space (' "'), else closes
+        if _punctuation(w.text, OPENING_PUNCTUATION) and (not closing or w.text[:1].isspace()):
+            pending = (w, n)
+        elif out and closing:
             prev, m = out[-1]
             out[-1] = (replace(prev, text=prev.text + w.text.strip()), m + n)
-        elif _punctuation(w.text, OPENING_PUNCTUATION) and not _punctuation(w.text, CLOSING_PUNCTUATION):
-            pending = (w, n)
         else:
             out.append((w, n))
     if pending is not None:

@@ -33,7 +33,7 @@ from daemon.speakers.speech import merge, voiced_spans
 from daemon.store.db import Record, Store
 from daemon.store.records import save_file
 from daemon.text.pipeline import TextPipeline
-from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, join_texts
+from daemon.transcript import Audio, DecodeOptions, Segment, Transcript, Word, join_texts
 
 if TYPE_CHECKING:
     from daemon.speakers.files import FileSpeakers
@@ -389,6 +389,7 @@ class BatchTranscriber:
                 language=self.language,
                 hotwords=self.text.engine_hotwords(self.hotwords),
                 groups=tuple(st.index for st, _, _ in jobs),
+                words=self.speakers is not None,  # to split segments where the speaker changes
             ),
         )
         if len(results) != len(jobs):
@@ -470,7 +471,12 @@ class BatchTranscriber:
         """Speaker labels on the segments; a failure leaves them off with a warning, the text stands."""
         assert self.speakers is not None
         try:
-            return self.speakers.label(st.path, transcript, speech=merge(st.speech))
+            lang, hotwords = transcript.language, self.hotwords
+
+            def text(raw: str) -> str:  # the text pipeline on a part of a segment split where the speaker changes
+                return self.text.text(raw, lang, hotwords)
+
+            return self.speakers.label(st.path, transcript, speech=merge(st.speech), text=text)
         except Exception as exc:
             log.debug("%s: speaker labelling failed", st.path, exc_info=True)
             _warn(st, f"speakers not labelled: {describe(exc)}")
@@ -491,7 +497,8 @@ class BatchTranscriber:
                 start, end = span.to_file_time(seg.start), span.to_file_time(seg.end)
                 raw_segments.append(raw)
                 if seg.text:
-                    segments.append(TimedText(start, max(end, start), seg.text))
+                    words = tuple(Word(span.to_file_time(w.start), span.to_file_time(w.end), w.text) for w in raw.words)
+                    segments.append(TimedText(start, max(end, start), seg.text, words=words))
         language = max(votes.items(), key=lambda kv: kv[1])[0] if votes else (self.language or "")
         return FileTranscript(
             file=str(st.path),

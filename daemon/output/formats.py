@@ -23,6 +23,7 @@ from typing import Any
 
 from daemon.errors import AsrboxError
 from daemon.store.db import Record
+from daemon.transcript import Word
 
 FORMATS = ("txt", "json", "srt", "vtt", "csv")
 
@@ -33,6 +34,7 @@ class TimedText:
     end: float
     text: str
     speaker: str | None = None  # S1, S2... when speakers were labelled
+    words: tuple[Word, ...] = ()  # word times in file time, when asked for (speaker labels); not exported
 
 
 @dataclass(frozen=True)

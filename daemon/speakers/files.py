@@ -1,5 +1,10 @@
 """Speakers for file transcriptions: diarize the file (streamed again from disk, so the transcriber's bounded
-memory holds) and give every segment the label of the speaker who talks most within it."""
+memory holds) and give every segment the label of the speaker who talks most within it.
+
+A segment with word times (`TimedText.words`) whose words fall into the turns of two or more speakers is first
+split where the speaker changes: each word takes the speaker who talks most during it, runs of words of one
+speaker become parts, and a part too small to trust (one word, or under `MIN_PART_S`) joins its nearer
+neighbour. Each part's text is its words joined (`join_words`) through the text pipeline (`text`)."""
 
 from __future__ import annotations
 
@@ -7,23 +12,82 @@ import copy
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.audio.decode import iter_decode
-from daemon.output.formats import FileTranscript
+from daemon.output.formats import FileTranscript, TimedText
 from daemon.settings import Settings
 from daemon.speakers.cluster import Bounds, label
 from daemon.speakers.diarize import Diarization, Diarizer
 from daemon.speakers.models import load
 from daemon.speakers.speech import Spans
+from daemon.transcript import Word, join_words
 
 if TYPE_CHECKING:
     from daemon.store.speakers import Voice
 
 log = logging.getLogger(__name__)
+
+MIN_PART_S = 0.5  # a run of words of one speaker shorter than this (first word start to last word end) is not split off
+NEAR_S = 5.0  # the turns looked at for a segment's words: those within this of the segment
+
+
+def _runs(words: Sequence[Word], speakers: Sequence[int]) -> list[tuple[int, list[Word]]]:
+    """Consecutive words of one speaker as runs; tiny runs (one word, or under MIN_PART_S) merged, smallest
+    first, into the neighbour nearer in time (the one before on a tie)."""
+    runs: list[tuple[int, list[Word]]] = []
+    for w, who in zip(words, speakers, strict=True):
+        if runs and runs[-1][0] == who:
+            runs[-1][1].append(w)
+        else:
+            runs.append((who, [w]))
+
+    def span(run: tuple[int, list[Word]]) -> float:
+        return run[1][-1].end - run[1][0].start
+
+    while len(runs) > 1:
+        tiny = [k for k, r in enumerate(runs) if len(r[1]) < 2 or span(r) < MIN_PART_S]
+        if not tiny:
+            break
+        k = min(tiny, key=lambda i: span(runs[i]))
+        before = runs[k][1][0].start - runs[k - 1][1][-1].end if k > 0 else float("inf")
+        after = runs[k + 1][1][0].start - runs[k][1][-1].end if k + 1 < len(runs) else float("inf")
+        into = k - 1 if before <= after else k + 1
+        lo, hi = min(k, into), max(k, into)
+        runs[lo : hi + 1] = [(runs[into][0], runs[lo][1] + runs[hi][1])]
+        # the neighbours of the merged run may now share its speaker
+        merged: list[tuple[int, list[Word]]] = []
+        for r in runs:
+            if merged and merged[-1][0] == r[0]:
+                merged[-1] = (r[0], merged[-1][1] + r[1])
+            else:
+                merged.append(r)
+        runs = merged
+    return runs
+
+
+def split_by_speaker(seg: TimedText, result: Diarization, text: Callable[[str], str]) -> list[TimedText]:
+    """`seg` labelled, as one segment or, when its words change speaker, as one part per speaker run (module
+    docstring). The parts keep the segment's outer edges; inside, they meet at their words' times."""
+    who = result.speaker_at(seg.start, seg.end)
+    whole = [dataclasses.replace(seg, speaker=label(who) if who is not None else None)]
+    if who is None or len(seg.words) < 2:
+        return whole
+    near = tuple(t for t in result.turns if t.end >= seg.start - NEAR_S and t.start <= seg.end + NEAR_S)
+    local = dataclasses.replace(result, turns=near or result.turns)
+    speakers = [local.speaker_at(w.start, w.end) for w in seg.words]
+    runs = _runs(seg.words, [s if s is not None else who for s in speakers])
+    if len(runs) < 2:
+        return whole
+    parts = []
+    for k, (spk, words) in enumerate(runs):
+        start = seg.start if k == 0 else min(max(words[0].start, seg.start), seg.end)
+        end = seg.end if k == len(runs) - 1 else min(max(words[-1].end, start), seg.end)
+        parts.append(TimedText(start, end, text(join_words(words)) or join_words(words), label(spk), tuple(words)))
+    return parts
 
 
 @dataclass(frozen=True)
@@ -88,14 +152,18 @@ class FileSpeakers:
     def diarize(self, path: Path, speech: Spans | None = None) -> Diarization:
         return self.diarizer.run(iter_decode(path), self.bounds, self.step_s, speech)
 
-    def label(self, path: Path, transcript: FileTranscript, speech: Spans | None = None) -> FileTranscript:
-        """Labels on the transcript's segments; `speech`: where the transcriber's VAD heard speech."""
+    def label(
+        self,
+        path: Path,
+        transcript: FileTranscript,
+        speech: Spans | None = None,
+        text: Callable[[str], str] | None = None,
+    ) -> FileTranscript:
+        """Labels on the transcript's segments, split where the speaker changes when they have word times;
+        `speech`: where the transcriber's VAD heard speech; `text`: the text pipeline, for split parts."""
         t0 = time.perf_counter()
         result = self.diarize(path, speech)
-        segments = []
-        for s in transcript.segments:
-            who = result.speaker_at(s.start, s.end)
-            segments.append(dataclasses.replace(s, speaker=label(who) if who is not None else None))
+        segments = [part for s in transcript.segments for part in split_by_speaker(s, result, text or str.strip)]
         took = time.perf_counter() - t0
         log.info("%s: %d speaker(s) in %.1f s", path.name, result.speakers, took)
         meta = {
