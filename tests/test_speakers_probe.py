@@ -398,8 +398,10 @@ def test_cli_speakers_bad_input_is_one_line(box: Box) -> None:
 def test_damaged_models_are_one_line(
     tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, speaker_models: Path
 ) -> None:
-    """A models folder whose CAM++ is cut short (a partial copy): enrolling is a 409 naming `asrbox models
-    verify` over HTTP and on the CLI (was a 500 and a traceback); a transcription still gives its text."""
+    """A models folder whose CAM++ is cut short (a partial copy): the daemon starts without live labels ([speakers]
+    live = auto; it exited with onnxruntime's traceback), or refuses in one line with live = on; enrolling is a 409
+    naming `asrbox models verify` over HTTP and on the CLI (was a 500 and a traceback); a transcription still
+    gives its text."""
     damaged = tmp_path_factory.mktemp("damaged") / "speakers"
     damaged.mkdir()
     for f in speaker_models.iterdir():
@@ -408,13 +410,18 @@ def test_damaged_models_are_one_line(
         tmp_path_factory.mktemp("damagedbox"),
         cache_dir,
         ASRBOX_SPEAKERS__MODELS_DIR=str(damaged),
-        ASRBOX_SPEAKERS__LIVE="off",
     )
     try:
+        assert "live speaker labels off" in d.log.read_text()
+        p = d.asrbox(
+            "run", "--source", str(d.workdir / "noise.wav"), ASRBOX_SPEAKERS__LIVE="on", ASRBOX_HTTP__ENABLED="false"
+        )
+        assert p.returncode == 69 and "Traceback" not in p.stderr, p.stderr[-2000:]
+        assert "campplus.onnx cannot be loaded" in p.stderr.strip().splitlines()[-1], p.stderr[-2000:]
         clip = eval_clip(VOICE)[0]
         parts = {"file": ("v.wav", clip.read_bytes())}
         r = httpx.post(f"{d.url}/api/speakers/voices", data={"name": "X"}, files=parts, timeout=TIMEOUT)
-        message = assert_error(r, 409, "speaker models cannot be loaded", "asrbox models verify")["message"]
+        message = assert_error(r, 409, "cannot be loaded", "asrbox models verify")["message"]
         assert str(damaged) not in message  # the box's paths are not shown
         p = d.asrbox("speakers", "enroll", "X", str(clip))
         err = p.stderr.strip()

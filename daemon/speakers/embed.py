@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from daemon.audio.decode import SAMPLE_RATE
 from daemon.audio.fbank import features
+from daemon.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,10 @@ def session(path: Path, threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own types (InvalidProtobuf...): a damaged or partial copy
+        raise ModelError(f"{path.name} cannot be loaded ({type(exc).__name__}): asrbox models verify") from None
 
 
 def normalise(v: npt.NDArray[Any]) -> Vector:

@@ -41,7 +41,12 @@ def live_models(settings: Settings) -> SpeakerModels | None:
             raise ModelError(f"[speakers] live = on, but there are no speaker models in {folder}")
         log.info("live speaker labels off: no speaker models in %s (asrbox models prepare-speakers)", folder)
         return None
-    from daemon.speakers.models import load
+    from daemon.speakers.models import load, problems
+
+    damaged = problems(folder) if sp.live == "auto" else []  # `on` fails at load with ModelError instead
+    if damaged:
+        log.warning("live speaker labels off: %s: %s (asrbox models verify)", folder, "; ".join(damaged))
+        return None
 
     return load(folder)
 
