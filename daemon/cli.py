@@ -695,8 +695,16 @@ COMMANDS = {
 }
 
 
+TEXT_ARGS = ("query", "id", "speaker", "session", "record", "text", "name", "label", "target", "learner", "language")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for key in TEXT_ARGS:  # bytes that are not UTF-8 arrive as surrogates (the store refuses them): one line
+        value = getattr(args, key, None)
+        if isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value):
+            print(f"asrbox: {key}: not valid UTF-8 text", file=sys.stderr)
+            return 64
     _setup_logging("DEBUG" if args.verbose else "WARNING")
     try:
         settings = _settings(args)  # the one load of this call; commands take it from args

@@ -386,6 +386,19 @@ def test_cli_speakers_bad_input_is_one_line(box: Box) -> None:
         err = p.stderr.strip()
         assert p.returncode != 0 and "Traceback" not in err and "\n" not in err and len(err) < 300, (args[:3], err)
         assert all(w.lower() in err.lower() for w in words), (args[:3], err)
+    for args, words in (
+        (("search", "x", "--speaker", not_utf8), ("speaker", "utf-8")),
+        (("list", "--speaker", not_utf8), ("speaker", "utf-8")),
+        (("search", not_utf8, "--speaker", "S1"), ("query", "utf-8")),
+        (("list", "--speaker", " "), ("--speaker", "empty")),
+    ):
+        p = box.d.asrbox("history", *args)
+        err = p.stderr.strip()
+        assert p.returncode == 64 and "Traceback" not in err and "\n" not in err, (args, err)
+        assert all(w.lower() in err.lower() for w in words), (args, err)
+    for speaker in ("%", "' OR 1=1 --", '"open NEAR(', "x" * 10_000):
+        p = box.d.asrbox("history", "search", "x", "--speaker", speaker)
+        assert p.returncode == 0 and "no matching records" in p.stderr, (speaker[:20], p.stderr[-500:])
     assert box.stored() == before
     p = box.d.asrbox("speakers", "rename", "--record", rid, " S1 ", "Ann\nLee")
     assert p.returncode == 0, p.stderr
