@@ -280,6 +280,11 @@ def test_a_name_cannot_break_the_srt_cues(box: Box) -> None:
     cues = srt.strip().split("\n\n")
     assert len(cues) == 1 and len(cues[0].splitlines()) == 3, srt  # index, times, one line of text
     assert cues[0].splitlines()[2].startswith("Eve 99 00:00:00,000 --> 00:00:09,000 FAKE: "), srt
+    assert httpx.delete(f"{box.url}/api/records/{rid}", timeout=30).status_code == 200  # deleted meanwhile
+    r = httpx.put(f"{box.url}/api/records/{rid}/speakers/S1", json={"name": "Eve"}, timeout=30)
+    assert_error(r, 404, "no record")
+    r = httpx.get(f"{box.url}/api/jobs/{job['id']}/files/0/result?format=srt", timeout=30)
+    assert_error(r, 410, "record was deleted")  # was a 409 'it is done'
 
 
 def _wait_job(box: Box, job_id: str) -> dict[str, Any]:

@@ -256,6 +256,8 @@ async def file_result(job_id: str, idx: int, request: Request, format: str = "tx
     if f is None:
         raise refuse(404, f"job {job_id!r} has no file {idx}")
     t = _transcript(app, f)
+    if t is None and f["status"] == "done":
+        raise refuse(410, f"file {idx} has no result: its record was deleted")
     if t is None:
         why = f": {f['error']}" if f.get("error") else ""
         raise refuse(409, f"file {idx} has no result: it is {f['status']}{why}")
