@@ -132,6 +132,15 @@ def test_voice_with_a_slash_is_deleted_as_the_console_asks(box: Box) -> None:
         box.healthy()
 
 
+def test_a_voice_named_like_another_voices_id_deletes_only_itself(box: Box) -> None:
+    first = box.enroll("Owner").json()["voice"]["id"]
+    assert box.enroll(first).status_code == 201  # a name that is the other voice's id
+    assert httpx.delete(f"{box.url}/api/speakers/voices/{first}", timeout=30).status_code == 200
+    assert [v["id"] for v in box.voices() if v["name"] == "Owner"] == [first]
+    assert httpx.delete(f"{box.url}/api/speakers/voices/{first}", timeout=30).status_code == 200  # now by id
+    assert "Owner" not in [v["name"] for v in box.voices()]
+
+
 def test_one_name_in_two_unicode_spellings_is_one_voice(box: Box) -> None:
     nfd, nfc = "Jose\u0301", "Jos\u00e9"
     assert box.enroll(nfd).json()["voice"]["name"] == nfc

@@ -99,8 +99,13 @@ def voices_version(store: Store) -> tuple[int, str]:
 
 
 def delete_voice(store: Store, name_or_id: str) -> bool:
-    cur = store._write("DELETE FROM voices WHERE name=? OR id=?", (name_or_id, name_or_id))
-    return cur.rowcount > 0
+    """Delete the voice of that name, else the one of that id (a voice named like another's id takes only
+    itself away)."""
+    with store._tx() as db:
+        cur = db.execute("DELETE FROM voices WHERE name=?", (name_or_id,))
+        if cur.rowcount == 0:
+            cur = db.execute("DELETE FROM voices WHERE id=?", (name_or_id,))
+        return cur.rowcount > 0
 
 
 def records_of_speaker(store: Store, speaker: str, session_id: str | None = None) -> list[str]:
