@@ -458,3 +458,24 @@ def test_damaged_models_are_one_line(
         assert httpx.get(f"{d.url}/api/speakers/voices", timeout=30).json()["voices"] == []
     finally:
         d.stop()  # no traceback in its log
+
+
+def test_two_hours_the_vad_found_silent_cost_no_segmentation(speaker_models: Path) -> None:
+    """A 2 h file with no speech (the transcriber's VAD found none): the windows nobody speaks in are not run
+    through segmentation-3.0 (it took 61 s of CPU for nothing); a window with speech still is."""
+    import time
+
+    from daemon.speakers.cluster import Bounds
+    from daemon.speakers.diarize import Diarizer
+    from daemon.speakers.models import load
+
+    diarizer = Diarizer(load(speaker_models), threads=1)
+    t0 = time.process_time()
+    blocks = (np.zeros(60 * SAMPLE_RATE, np.float32) for _ in range(120))  # streamed, as a file is decoded
+    result = diarizer.run(blocks, Bounds(), 10.0, [])
+    assert result.speakers == 0 and result.turns == ()
+    assert time.process_time() - t0 < 10
+    clip = decode_file(eval_clip(VOICE)[0])
+    audio = np.concatenate([np.zeros(30 * SAMPLE_RATE, np.float32), clip, np.zeros(30 * SAMPLE_RATE, np.float32)])
+    heard = diarizer.run([audio], Bounds(), 10.0, [(30.0, 30.0 + clip.size / SAMPLE_RATE)])
+    assert heard.speakers == 1 and all(t.start > 29.5 and t.end < 31 + clip.size / SAMPLE_RATE for t in heard.turns)
