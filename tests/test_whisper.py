@@ -12,7 +12,7 @@ from conftest import ROOT, eval_clip
 from textmetrics import error_rate
 
 from daemon.asr.engine import ENGINES, load_engine
-from daemon.asr.whisper import COMPRESSION_RATIO_THRESHOLD, compression_ratio
+from daemon.asr.whisper import COMPRESSION_RATIO_THRESHOLD, WINDOW_S, compression_ratio
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 from daemon.audio.vad import VADS, load_vad
 from daemon.errors import ConfigError, ModelError
@@ -83,6 +83,27 @@ def test_loop_broken_the_same_way(engine: Any) -> None:
     batched = engine.transcribe([other, loop], DecodeOptions())[1]
     assert alone.text and compression_ratio(alone.text) <= COMPRESSION_RATIO_THRESHOLD, alone.text
     assert batched.text == alone.text
+
+
+def test_word_times_leave_the_text_as_it_is(engine: Any) -> None:
+    """words=True adds word times and changes nothing else (same windows, same text, same segments); a segment's
+    words joined give its text, in time order inside the segment's window; a clip over 30 s keeps its words in
+    chunk time. Without words no segment has any."""
+    clips = [decode_file(eval_clip(c)[0]) for c in ("en_jfk", "zh_wenetspeech_TEST_NET_Y0000000000_S00000")]
+    long = np.concatenate([clips[0]] * 3)  # 33 s: two windows
+    plain = engine.transcribe([*clips, long], DecodeOptions())
+    timed = engine.transcribe([*clips, long], DecodeOptions(words=True))
+    assert not any(s.words for t in plain for s in t.segments)
+    strip = [[(s.start, s.end, s.text) for s in t.segments] for t in timed]
+    assert strip == [[(s.start, s.end, s.text) for s in t.segments] for t in plain]
+    for t, audio in zip(timed, [*clips, long], strict=True):
+        duration = audio.size / SAMPLE_RATE
+        for s in t.segments:
+            assert s.words and "".join(w.text for w in s.words).strip() == s.text, s
+            times = [x for w in s.words for x in (w.start, w.end)]
+            assert times == sorted(times) and times[0] >= 0.0 and times[-1] <= duration + 1e-6, s
+    second = [s for s in timed[2].segments if s.start >= WINDOW_S]  # the second window's words, in chunk time
+    assert second and all(w.start >= WINDOW_S for s in second for w in s.words), timed[2].segments
 
 
 def test_engine_registry() -> None:
