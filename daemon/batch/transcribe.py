@@ -257,6 +257,7 @@ class BatchTranscriber:
         hotwords: Sequence[str] = (),
         speakers: FileSpeakers | None = None,
         speaker_warning: str | None = None,
+        words: bool = False,
     ) -> None:
         self.engine = engine
         self.vad_factory = vad_factory
@@ -269,6 +270,8 @@ class BatchTranscriber:
         self.hotwords = tuple(hotwords)
         self.speakers = speakers  # label each segment's speaker (docs/speakers.md)
         self.speaker_warning = speaker_warning  # speakers were asked for but cannot be labelled: why, on each file
+        # word times on the segments (TimedText.words): asked for, or needed to split segments between speakers
+        self.words = words or speakers is not None
 
     def run(self, files: Sequence[Path]) -> Iterator[Outcome]:
         """Outcomes in input order, each as soon as its file is done."""
@@ -389,7 +392,7 @@ class BatchTranscriber:
                 language=self.language,
                 hotwords=self.text.engine_hotwords(self.hotwords),
                 groups=tuple(st.index for st, _, _ in jobs),
-                words=self.speakers is not None,  # to split segments where the speaker changes
+                words=self.words,
             ),
         )
         if len(results) != len(jobs):
