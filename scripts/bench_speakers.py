@@ -303,6 +303,7 @@ def main() -> int:
         "audio_s": round(total, 1),
         "live_change_checks": len(split_costs),
         "live_change_check_ms_p50": round(1000 * statistics.median(split_costs), 1) if split_costs else None,
+        "live_change_check_ms_p95": round(1000 * float(np.percentile(split_costs, 95)), 1) if split_costs else None,
         "live_change_cpu_per_audio_s": round(sum(split_costs) / total, 4),
     }
     based = [r for r in rows if r["whisper_rtf"] is not None]

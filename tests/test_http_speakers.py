@@ -274,3 +274,29 @@ def test_missing_models_one_clear_error(daemon: HttpDaemon, files: dict[str, Pat
     finally:
         away.rename(models)
     assert stored(daemon) == before
+
+
+def test_speakers_by_default_without_models_transcribe_unlabelled() -> None:
+    """`[speakers] files = true` on a box without the models: a request that asked for nothing gets its text
+    (no labels); one that asked for speakers gets the 409."""
+    from fastapi import HTTPException
+
+    from daemon.http.uploads import Upload
+
+    def gone() -> str:
+        return "speaker models are not installed: asrbox models prepare-speakers"
+
+    assert Upload().speakers_checked(True, gone) is None
+    assert Upload().speakers_checked(True, lambda: None) is not None
+    assert Upload({"language": ["en"]}).speakers_checked(False, gone) is None
+    for asked in ({"speakers": ["auto"]}, {"max_speakers": ["3"]}):
+        with pytest.raises(HTTPException) as err:
+            Upload(asked).speakers_checked(True, gone)
+        assert err.value.status_code == 409
+
+
+def test_verbose_json_keeps_its_shape_when_nobody_is_labelled(daemon: HttpDaemon, files: dict[str, Path]) -> None:
+    r = v1(daemon, files["silence"], speakers="auto", response_format="verbose_json")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["speakers"] == [] and all(s["speaker"] is None for s in body["segments"])

@@ -59,10 +59,7 @@ def _options(upload: Upload, app: App) -> dict[str, Any]:
     terms = [t.strip() for t in re.split(r"[\n,，]", raw) if t.strip()]
     if any(len(t) > 100 for t in terms) or len(terms) > 1000:
         raise refuse(400, "hotwords: at most 1000 terms of at most 100 characters")
-    speakers = upload.speakers(default=app.settings.speakers.files)
-    missing = app.files.speaker_models_missing() if speakers is not None else None
-    if missing is not None:
-        raise refuse(409, missing)
+    speakers = upload.speakers_checked(app.settings.speakers.files, app.files.speaker_models_missing)
     options = FileOptions(language=language, hotwords=tuple(terms), itn=upload.flag("itn"), speakers=speakers)
     return options.as_dict()
 

@@ -78,7 +78,12 @@ def split_terms(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(terms))
 
 
-def _ask(form: Upload, known: tuple[str, ...] | None, speakers_by_default: bool = False) -> Ask:
+def _ask(
+    form: Upload,
+    known: tuple[str, ...] | None,
+    speakers_by_default: bool = False,
+    speaker_models_missing: Callable[[], str | None] = lambda: None,
+) -> Ask:
     fmt = (form.field("response_format") or "json").strip()
     if fmt not in FORMATS:
         raise refuse(400, f"response_format: {fmt[:40]!r} is not one of {', '.join(FORMATS)}")
@@ -112,7 +117,7 @@ def _ask(form: Upload, known: tuple[str, ...] | None, speakers_by_default: bool 
         temperature=temperature,
         granularities=grans or ("segment",),
         stream=bool(form.flag("stream")),
-        speakers=form.speakers(default=speakers_by_default),
+        speakers=form.speakers_checked(speakers_by_default, speaker_models_missing),
     )
 
 
@@ -178,10 +183,7 @@ async def transcriptions(request: Request) -> Response:
     upload, received = await _receive(request)
     try:
         known = model_languages(app.engine.info.name, app.engine.info.model)
-        ask = _ask(upload, known, app.settings.speakers.files)
-        missing = app.files.speaker_models_missing() if ask.speakers is not None else None
-        if missing is not None:
-            raise refuse(409, missing)
+        ask = _ask(upload, known, app.settings.speakers.files, app.files.speaker_models_missing)
     except Exception:
         upload.discard()
         raise
@@ -266,11 +268,8 @@ def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
         "segments": segments,
         "usage": _usage(t),
     }
-    if any(s.speaker for s in t.segments):  # speakers were asked for and labelled: as the JSON export has them
-        labelled = t.as_json()
-        for seg, mine in zip(segments, labelled["segments"], strict=True):
-            seg["speaker"], seg["speaker_name"] = mine["speaker"], mine["speaker_name"]
-        body["speakers"] = labelled["speakers"]
+    if ask.speakers is not None:  # as the JSON export has them (null where nobody was labelled)
+        t.add_speakers(segments, body)
     return body
 
 

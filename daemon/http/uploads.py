@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import shutil
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -27,6 +29,8 @@ from starlette.requests import ClientDisconnect
 
 from daemon.http.deps import refuse
 from daemon.speakers.files import SpeakerRequest
+
+log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 FLUSH_BYTES = 1 * MB  # written to disk from a thread in pieces of about this size
@@ -99,6 +103,18 @@ class Upload:
         if n is not None and (n < (low or 1) or n > (high or n)):
             raise refuse(400, f"speakers: {n} is outside min_speakers..max_speakers")
         return request
+
+    def speakers_checked(self, default: bool, missing: Callable[[], str | None]) -> SpeakerRequest | None:
+        """As `speakers`, with the models checked (`missing`: why they are not there, or None): asked for in the
+        request without them, 409; asked only by `[speakers] files = true`, no labels (the text still comes)."""
+        request = self.speakers(default)
+        why = missing() if request is not None else None
+        if why is None:
+            return request
+        if any((self.field(k) or "").strip() for k in ("speakers", "min_speakers", "max_speakers")):
+            raise refuse(409, why)
+        log.info("speakers not labelled ([speakers] files = true): %s", why)
+        return None
 
     def _count(self, name: str) -> int | None:
         """`min_speakers`/`max_speakers`: ASCII digits, 1-50 (Python's int() would take '１', '1_0', ' 0')."""

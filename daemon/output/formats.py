@@ -58,11 +58,16 @@ class FileTranscript:
     def as_json(self) -> dict[str, Any]:
         doc = self._json()
         if any(s.speaker for s in self.segments):
-            for seg, s in zip(doc["segments"], self.segments, strict=True):
-                seg["speaker"], seg["speaker_name"] = s.speaker, self.speaker_names.get(s.speaker or "")
-            labels = sorted({s.speaker for s in self.segments if s.speaker}, key=lambda x: (len(x), x))
-            doc["speakers"] = [{"label": x, "name": self.speaker_names.get(x)} for x in labels]
+            self.add_speakers(doc["segments"], doc)
         return doc
+
+    def add_speakers(self, segments: list[dict[str, Any]], doc: dict[str, Any]) -> None:
+        """`speaker` and `speaker_name` on each of `segments` (this transcript's, in order) and the `speakers`
+        list ({label, name}) on `doc`: null and empty where nobody was labelled."""
+        for seg, s in zip(segments, self.segments, strict=True):
+            seg["speaker"], seg["speaker_name"] = s.speaker, self.speaker_names.get(s.speaker or "")
+        labels = sorted({s.speaker for s in self.segments if s.speaker}, key=lambda x: (len(x), x))
+        doc["speakers"] = [{"label": x, "name": self.speaker_names.get(x)} for x in labels]
 
     def _json(self) -> dict[str, Any]:
         return {
