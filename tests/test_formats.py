@@ -98,3 +98,21 @@ def test_output_folder_checks(tmp_path: Path) -> None:
         output_folder(tmp_path / "f")
     with pytest.raises(OutputError, match=r"cannot create output folder .*: Not a directory"):
         output_folder(tmp_path / "f" / "out")
+
+
+def test_csv_cells_that_would_start_a_formula_are_shown_as_text() -> None:
+    """A name, file name or line starting with = + - @ (or a tab/CR) would run as a spreadsheet formula."""
+    import csv
+    import io
+
+    from daemon.output.formats import FileTranscript, TimedText, render
+
+    segs = (
+        TimedText(0.0, 1.0, "=HYPERLINK(\"http://x\")", "S1"),
+        TimedText(1.0, 2.0, "-5 degrees", "S2"),
+        TimedText(2.0, 3.0, "plain = fine", "S1"),
+    )
+    t = FileTranscript("m.wav", 3.0, "en", "", "", segs, {}, 0.0, speaker_names={"S2": "@boss"})
+    rows = list(csv.reader(io.StringIO(render(t, "csv").removeprefix("\ufeff"))))
+    assert [r[-1] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'-5 degrees", "plain = fine"]
+    assert rows[2][2] == "'@boss" and rows[1][0] == "0.00"

@@ -119,13 +119,22 @@ def to_vtt(segments: Sequence[TimedText], names: dict[str, str] | None = None) -
 BOM = "\ufeff"  # Excel reads a CSV as UTF-8 only when it starts with a byte-order mark
 
 
-def to_csv(rows: Iterable[Sequence[Any]], header: Sequence[str]) -> str:
-    """A CSV document, starting with a BOM (Excel)."""
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet takes a cell starting so for a formula
+
+
+def cell(value: Any) -> Any:
+    """A CSV cell as text a spreadsheet shows as it is: text that would start a formula gets a leading "'"
+    (a name, a file name or a transcript line could otherwise run as one when the CSV is opened)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def to_csv(rows: Iterable[Sequence[Any]], header: Sequence[str], lineterminator: str = "\n") -> str:
+    """A CSV document, starting with a BOM (Excel), every text cell made safe to open (`cell`)."""
     buf = io.StringIO()
     buf.write(BOM)
-    w = csv.writer(buf, lineterminator="\n")
+    w = csv.writer(buf, lineterminator=lineterminator)
     w.writerow(header)
-    w.writerows(rows)
+    w.writerows([cell(v) for v in row] for row in rows)
     return buf.getvalue()
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sys
 from argparse import Namespace
@@ -65,15 +63,14 @@ def export(args: Namespace, settings: Settings) -> int:
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    buf.write("\ufeff")  # UTF-8 with a BOM: Excel shows Chinese right only then
+    """UTF-8 with a BOM (Excel shows Chinese right only then), cells safe to open (output.formats.to_csv)."""
+    from daemon.output.formats import to_csv
+
     cols = ["id", "created_at", "learner", "session_id", "language", "target", "heard", "score", "issues"]
-    w = csv.writer(buf)
-    w.writerow(cols)
-    for r in rows:
-        issues = "; ".join(
-            f"{i['expected'] or '+'}→{i['heard'] or '-'} ({i['issue']})" for i in r["items"] if not i["ok"]
-        )
-        w.writerow([r["id"], r["created_at"], r["learner"] or "", r["session_id"] or "", r["language"], r["target"],
-                    r["heard"], r["score"], issues])  # fmt: skip
-    return buf.getvalue()
+    keys = ["id", "created_at", "learner", "session_id", "language", "target", "heard", "score"]
+    lines = ([*(r[k] if r[k] is not None else "" for k in keys), _issues(r)] for r in rows)
+    return to_csv(lines, cols, lineterminator="\r\n")
+
+
+def _issues(r: dict[str, Any]) -> str:
+    return "; ".join(f"{i['expected'] or '+'}→{i['heard'] or '-'} ({i['issue']})" for i in r["items"] if not i["ok"])
