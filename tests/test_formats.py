@@ -108,11 +108,11 @@ def test_csv_cells_that_would_start_a_formula_are_shown_as_text() -> None:
     from daemon.output.formats import FileTranscript, TimedText, render
 
     segs = (
-        TimedText(0.0, 1.0, "=HYPERLINK(\"http://x\")", "S1"),
+        TimedText(0.0, 1.0, '=HYPERLINK("http://x")', "S1"),
         TimedText(1.0, 2.0, "-5 degrees", "S2"),
         TimedText(2.0, 3.0, "plain = fine", "S1"),
     )
     t = FileTranscript("m.wav", 3.0, "en", "", "", segs, {}, 0.0, speaker_names={"S2": "@boss"})
     rows = list(csv.reader(io.StringIO(render(t, "csv").removeprefix("\ufeff"))))
-    assert [r[-1] for r in rows[1:]] == ["'=HYPERLINK(\"http://x\")", "'-5 degrees", "plain = fine"]
+    assert [r[-1] for r in rows[1:]] == ['\'=HYPERLINK("http://x")', "'-5 degrees", "plain = fine"]
     assert rows[2][2] == "'@boss" and rows[1][0] == "0.00"
