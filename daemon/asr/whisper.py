@@ -16,6 +16,13 @@ windows against 0.2 s without it. So a window that fails only the log-probabilit
 result, and a window caught in a repetition loop (compression ratio over the threshold) is decoded again with
 beam search under a repetition penalty, then with repeated 4-grams blocked (on 9 looping windows of noisy eval
 clips, -4 to -8 dB, this removed or shortened the loop in all 9).
+
+Word times (`DecodeOptions.words`, asked for by the file path when speakers are labelled): after the windows are
+decoded, CTranslate2's `align` (cross-attention, as faster-whisper's `word_timestamps`) times the text tokens of
+each window's segments, one call per language over the batch; words are split as Whisper's tokenizer does
+(spaces, or Unicode characters for Chinese and Japanese) and punctuation is joined to its word. The text and
+segment times do not change. Measured on the eval clips (CPU, base int8, same windows): +5.2% CPU for English
+(22 clips), +5.7% for Chinese (11 clips).
 """
 
 from __future__ import annotations
