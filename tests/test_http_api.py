@@ -90,7 +90,11 @@ def test_openai_client_every_format_and_stream(client: Any, daemon: HttpDaemon) 
         assert 0 <= s.start < s.end <= verbose.duration + 0.05
         assert s.compression_ratio > 0 and s.tokens == [] and s.temperature == 0.0
     assert " ".join(s.text for s in verbose.segments) == text
-    assert verbose.words is None  # the engine gives no word times: left out, as docs/api.md says
+    words = verbose.words or []  # word times from Whisper's cross-attention alignment
+    assert [w.word for w in words] == text.split()  # the text's words, each with its time, in order
+    assert all(0 <= w.start <= w.end <= verbose.duration + 0.05 for w in words)
+    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert "ask not" in " ".join(w.word for w in words).lower()
 
     with wav.open("rb") as fh:
         events = list(client.audio.transcriptions.create(model="whisper-1", file=fh, stream=True))

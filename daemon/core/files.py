@@ -44,6 +44,7 @@ class FileOptions:
     itn: bool | None = None
     speakers: SpeakerRequest | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # room for later options
+    words: bool = False  # word times on the segments (/v1 timestamp_granularities[]=word); not stored with jobs
 
     def as_dict(self) -> dict[str, Any]:
         """As a job stores it: the form's field names (`speakers` "auto" or N, `min_speakers`, `max_speakers`)."""
@@ -142,6 +143,7 @@ class FileTranscription:
             hotwords=terms,
             speakers=speakers,
             speaker_warning=warning,
+            words=options.words,
         )
 
     def run(

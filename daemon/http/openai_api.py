@@ -188,7 +188,8 @@ async def transcriptions(request: Request) -> Response:
         upload.discard()
         raise
     filename, path = received.name, received.path
-    options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn, speakers=ask.speakers)
+    words = "word" in ask.granularities and ask.response_format == "verbose_json"
+    options = FileOptions(language=ask.language, hotwords=ask.hotwords, itn=ask.itn, speakers=ask.speakers, words=words)
     outcome, record_id = await _while_connected(
         request, lambda stop: app.transcribe_file(path, options, filename, str(path.relative_to(app.store.root)), stop)
     )
@@ -243,8 +244,8 @@ def _compression_ratio(text: str) -> float:
 
 
 def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
-    """OpenAI's verbose_json. The engine gives segment times, not tokens, log-probabilities or word times:
-    `tokens` is empty, `avg_logprob` and `no_speech_prob` are 0, and `words` is left out (see docs/api.md)."""
+    """OpenAI's verbose_json. The engine gives segment times (and word times when asked), not tokens or
+    log-probabilities: `tokens` is empty, `avg_logprob` and `no_speech_prob` are 0 (see docs/api.md)."""
     segments = [
         {
             "id": i,
@@ -270,6 +271,13 @@ def verbose(t: FileTranscript, ask: Ask) -> dict[str, Any]:
     }
     if ask.speakers is not None:  # as the JSON export has them (null where nobody was labelled)
         t.add_speakers(segments, body)
+    if "word" in ask.granularities:  # OpenAI's words: no leading space; [] from engines without word times
+        body["words"] = [
+            {"word": w.text.strip(), "start": round(w.start, 2), "end": round(w.end, 2)}
+            for s in t.segments
+            for w in s.words
+            if w.text.strip()
+        ]
     return body
 
 
