@@ -1,6 +1,8 @@
-"""A cap on request bodies that are not multipart uploads (JSON bodies: speaker names, record edits, hotwords,
+"""A cap on request bodies that are not uploads (JSON bodies: speaker names, record edits, hotwords, login,
 exports...). FastAPI reads such a body whole and parses it: a 1 GB JSON body made the daemon hold about 3.7 GB
-before the model refused it. Multipart uploads stream to disk with their own limits (daemon.http.uploads).
+before the model refused it. Uploads stream to disk with their own limits (daemon.http.uploads): the routes
+that take them say so in the request's scope (`UPLOAD`) before reading; the cap holds for every other route,
+whatever the body's declared type (a JSON route sent 1 GB labelled multipart is refused too).
 
 Over the cap the request is a 413 in the shared error shape: at once when Content-Length says so, else as soon
 as the bytes read pass it (a chunked body)."""
@@ -11,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a record edit of a long file's segments is a few MB
+UPLOAD = "asrbox.upload"  # set in the request's scope by daemon.http.uploads.receive: this body streams to disk
 
 
 class BodyLimit:
@@ -19,11 +22,11 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _multipart(scope):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
+        if declared is not None and declared > self.max_bytes and not _multipart(scope):
             await _refuse(self.max_bytes, scope, receive, send)
             return
         seen = 0
@@ -32,7 +35,7 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > self.max_bytes and not scope.get(UPLOAD):  # a route that streams uploads lifts the cap
                 raise HTTPException(413, _message(self.max_bytes))
             return message
 

@@ -28,6 +28,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import ClientDisconnect
 
 from daemon.http.deps import refuse
+from daemon.http.limits import UPLOAD
 from daemon.speakers.files import SpeakerRequest
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,7 @@ def free_bytes(folder: Path) -> int:
 
 async def receive(request: Request, folder: Path, *, max_file_bytes: int, min_free_bytes: int) -> Upload:
     """Stream a multipart/form-data body into `folder` (temporary files); 4xx/507 HTTPException on refusal."""
+    request.scope[UPLOAD] = True  # this route streams its body to disk: the cap on other bodies does not apply
     ctype, opts = parse_options_header(request.headers.get("content-type", ""))
     boundary = opts.get(b"boundary")
     if ctype != b"multipart/form-data" or not boundary:
