@@ -125,3 +125,23 @@ def wait_for(engine: GatedEngine, tag: int) -> None:
     while tag not in engine.order:
         assert time.monotonic() < deadline, engine.order
         time.sleep(0.005)
+
+
+def test_a_stuck_speaker_embedding_does_not_hold_later_finals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedding past the timeout keeps its thread: the final goes without a label, and so do later ones
+    without waiting, until it ends; then embeddings run again."""
+    import daemon.live.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "EMBED_TIMEOUT_S", 0.05)
+    w = AsrWorker(GatedEngine(), TextPipeline(TextSettings(itn=False)), DecodeContext(DecodeOptions()), print)
+    stuck = threading.Event()
+    w.embed_speaker = lambda audio: stuck.wait(30) and np.ones(3, np.float32)
+    first = w._start_embedding(np.zeros(16000, np.float32))
+    assert w._embedding(first) is None  # timed out: no label, the final goes on
+    assert w._start_embedding(np.zeros(16000, np.float32)) is None  # no new work queued behind the stuck one
+    stuck.set()
+    assert first is not None and first.result(5) is not None
+    again = w._start_embedding(np.zeros(16000, np.float32))
+    assert again is not None and w._embedding(again) is not None  # it ended: labels again
+    assert w._speaker_pool is not None
+    w._speaker_pool.shutdown()

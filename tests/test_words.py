@@ -83,6 +83,24 @@ PAIR = ("en_librispeech_1089-134686-0001", "en_hifitts6097_shortstories_06_gaske
 
 
 @pytest.mark.model
+def test_no_word_times_leave_the_segments_as_they_are() -> None:
+    """An alignment that does not cover the tokens gives no words: the window keeps its segments (and text)."""
+    from daemon.asr.whisper import _spread
+    from daemon.transcript import Segment
+
+    parts = [(Segment(0.0, 1.0, " hi there"), [1, 2]), (Segment(1.0, 2.0, " again"), [3])]
+    assert _spread(parts, []) == parts
+    spread = _spread(parts, [(Word(0.0, 0.4, " hi"), 1), (Word(0.4, 0.9, " there"), 1), (Word(1.1, 1.8, " again"), 1)])
+    assert [[w.text for w in seg.words] for seg, _ in spread] == [[" hi", " there"], [" again"]]
+
+
+def test_speaker_at_a_point_inside_a_turn_is_that_turns_speaker() -> None:
+    """A zero-length word inside S1's long turn is S1's, even next to a short turn of S2."""
+    d = Diarization((Turn(0.0, 20.0, 0), Turn(10.5, 11.0, 1)), 2, np.zeros((2, 192), np.float32))
+    assert d.speaker_at(10.0, 10.0) == 0 and d.speaker_at(10.0, 10.02) == 0
+    assert d.speaker_at(10.7, 10.7) in (0, 1) and d.speaker_at(25.0, 25.0) == 0  # nearest edge past the end
+
+
 def test_back_to_back_speakers_never_share_a_segment(speaker_models: Path, env: dict[str, str], tmp_path: Path) -> None:
     audio, spans = join_clips(PAIR, (0.0, 0.5))
     path = write_wav(tmp_path / "pair.wav", audio)

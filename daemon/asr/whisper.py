@@ -93,7 +93,10 @@ _Parts = list[tuple[Segment, list[int]]]  # a window's segments, each with its t
 
 
 def _spread(parts: _Parts, words: list[tuple[Word, int]]) -> _Parts:
-    """The window's words handed to its segments in token order (a word goes with its first token)."""
+    """The window's words handed to its segments in token order (a word goes with its first token); no words
+    (the alignment did not cover the tokens): the segments as they are."""
+    if not words:
+        return parts
     firsts = np.cumsum([0] + [n for _, n in words[:-1]])  # index of each word's first token
     ends = np.cumsum([len(toks) for _, toks in parts])
     owner = np.searchsorted(ends, firsts, side="right")
@@ -520,27 +523,34 @@ class WhisperEngine:
     def _with_words(self, win: _Windows, chosen: list[_Candidate | None], parts: list[_Parts]) -> list[_Parts]:
         """Each window's segments with their words: one alignment call per language (it takes one start
         sequence) over the text tokens of the segments kept."""
-        import ctranslate2
-
         by_lang: dict[str, list[int]] = {}
         for i, c in enumerate(chosen):
             if c is not None and not c.silent and parts[i]:
                 by_lang.setdefault(win.langs[i][0], []).append(i)
         out = list(parts)
         for items in by_lang.values():
-            tok = win.toks[items[0]]
-            texts = [[t for _, toks in parts[i] for t in toks] for i in items]
-            frames = [min(round(win.durations[i] * 100), win.enc.shape[1] * 2) for i in items]
-            res = self._ct2.align(
-                ctranslate2.StorageView.from_array(np.ascontiguousarray(win.enc[items])),
-                tok.sot_sequence,
-                texts,
-                frames,
-                median_filter_width=ALIGN_MEDIAN_FILTER,
-            )
-            for i, text, r in zip(items, texts, res, strict=True):
-                out[i] = _spread(parts[i], word_times(tok, text, r, win.durations[i]))
+            try:
+                self._align(win, items, parts, out)
+            except Exception as exc:  # word times never cost the text: these windows go without them
+                log.debug("word times not aligned: %s", exc, exc_info=True)
         return out
+
+    def _align(self, win: _Windows, items: list[int], parts: list[_Parts], out: list[_Parts]) -> None:
+        """Word times for windows `items` (one language) into `out`."""
+        import ctranslate2
+
+        tok = win.toks[items[0]]
+        texts = [[t for _, toks in parts[i] for t in toks] for i in items]
+        frames = [min(round(win.durations[i] * 100), win.enc.shape[1] * 2) for i in items]
+        res = self._ct2.align(
+            ctranslate2.StorageView.from_array(np.ascontiguousarray(win.enc[items])),
+            tok.sot_sequence,
+            texts,
+            frames,
+            median_filter_width=ALIGN_MEDIAN_FILTER,
+        )
+        for i, text, r in zip(items, texts, res, strict=True):
+            out[i] = _spread(parts[i], word_times(tok, text, r, win.durations[i]))
 
     def _transcript(self, win: _Windows, i: int, chosen: _Candidate | None, parts: _Parts) -> Transcript | None:
         """Window `i`'s transcript from its chosen decoding (None: not decoded)."""

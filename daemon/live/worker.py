@@ -74,6 +74,7 @@ class AsrWorker(threading.Thread):
         self.failures = 0
         self.embed_speaker: Callable[[Audio], Any] | None = None  # set by the loop when live speakers are on
         self._speaker_pool: ThreadPoolExecutor | None = None  # embeddings run beside the decoding, not after it
+        self._stuck: Future[Any] | None = None  # an embedding that ran past EMBED_TIMEOUT_S, still running
 
     # ------------------------------------------------------------------ producers (loop, listener)
     def set_context(self, context: DecodeContext) -> None:
@@ -273,8 +274,23 @@ class AsrWorker(threading.Thread):
             embedding = cached.embedding if cached is not None else self._start_embedding(job.audio)
             transcript, spent = self._transcribe(job, ctx.options), 0.0
         processed = self.text.apply(transcript, ctx.terms)
-        vector = _embedding(embedding)
+        vector = self._embedding(embedding)
         self.post(FinalText(job, processed, transcript.text, time.perf_counter() - t0 + spent, vector))
+
+    def _embedding(self, pending: Future[Any] | None) -> Any:
+        """The final's speaker embedding (None when off, too short, failed or stuck: the text goes out regardless).
+        One that runs past EMBED_TIMEOUT_S keeps its thread: later finals go without labels (no wait) until it
+        ends, instead of each waiting behind it."""
+        if pending is None:
+            return None
+        try:
+            return pending.result(timeout=EMBED_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("a speaker embedding took over %.0f s: finals go without labels until it ends", EMBED_TIMEOUT_S)
+            self._stuck = pending
+        except Exception as exc:
+            log.warning("speaker embedding failed: %s", _one_line(exc))
+        return None
 
     def _forget_speculations(self, start: int) -> None:
         """Drop the speculative results of the utterance that starts at `start`, their embeddings cancelled."""
@@ -282,9 +298,15 @@ class AsrWorker(threading.Thread):
             _cancel(self._cache.pop(key).embedding)
 
     def _start_embedding(self, audio: Audio) -> Future[Any] | None:
-        """The speaker embedding of `audio`, computed on its own thread while this one decodes (None when off)."""
+        """The speaker embedding of `audio`, computed on its own thread while this one decodes (None when off,
+        or while an embedding that ran past EMBED_TIMEOUT_S still holds that thread)."""
         if self.embed_speaker is None:
             return None
+        if self._stuck is not None:
+            if not self._stuck.done():
+                return None
+            self._stuck = None
+            log.info("speaker embeddings run again")
         if self._speaker_pool is None:
             self._speaker_pool = ThreadPoolExecutor(1, thread_name_prefix="speaker")
         return self._speaker_pool.submit(self.embed_speaker, audio)
@@ -298,17 +320,6 @@ class _Speculated:
     spent: float  # seconds the decoding took
     context: DecodeContext
     embedding: Future[Any] | None  # the speaker embedding started with it
-
-
-def _embedding(pending: Future[Any] | None) -> Any:
-    """The final's speaker embedding (None when off, too short, failed or stuck: the text goes out regardless)."""
-    if pending is None:
-        return None
-    try:
-        return pending.result(timeout=EMBED_TIMEOUT_S)
-    except Exception as exc:
-        log.warning("speaker embedding failed: %s", _one_line(exc))
-        return None
 
 
 def _cancel(pending: Future[Any] | None) -> None:

@@ -59,6 +59,9 @@ class Diarization:
         if talk.max() > 0:
             return int(talk.argmax())
         mid = (start + end) / 2
+        inside = [t for t in self.turns if t.start <= mid <= t.end]  # a point (a zero-length word) in a turn
+        if inside:
+            return min(inside, key=lambda t: t.end - t.start).speaker
         return min(self.turns, key=lambda t: min(abs(t.start - mid), abs(t.end - mid))).speaker
 
 
