@@ -101,6 +101,22 @@ def test_speaker_at_a_point_inside_a_turn_is_that_turns_speaker() -> None:
     assert d.speaker_at(10.7, 10.7) in (0, 1) and d.speaker_at(25.0, 25.0) == 0  # nearest edge past the end
 
 
+def test_speaker_at_by_bisection_matches_every_turn_looked_at() -> None:
+    """`near` narrows the turns by bisection (long files have thousands): the same answers as a full scan."""
+    rng = np.random.default_rng(5)
+    starts = np.sort(rng.uniform(0, 3600, 2000))
+    turns = tuple(Turn(float(a), float(a + rng.uniform(0.2, 30)), int(rng.integers(0, 4))) for a in starts)
+    d = Diarization(turns, 4, np.zeros((4, 192), np.float32))
+    for a in rng.uniform(-5, 3700, 300):
+        b = float(a + rng.uniform(0, 20))
+        talk = np.zeros(4)
+        for t in turns:
+            talk[t.speaker] += max(0.0, min(b, t.end) - max(float(a), t.start))
+        if talk.max() > 0:
+            assert d.speaker_at(float(a), b) == int(talk.argmax())
+        assert set(d.near(float(a), b)) == {t for t in turns if t.start <= b and t.end >= a}
+
+
 def test_back_to_back_speakers_never_share_a_segment(speaker_models: Path, env: dict[str, str], tmp_path: Path) -> None:
     audio, spans = join_clips(PAIR, (0.0, 0.5))
     path = write_wav(tmp_path / "pair.wav", audio)

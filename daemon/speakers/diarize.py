@@ -13,9 +13,11 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -49,17 +51,34 @@ class Diarization:
     speakers: int
     centroids: npt.NDArray[np.float32]  # (speakers, 192), unit length
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "turns", tuple(sorted(self.turns, key=lambda t: (t.start, t.speaker))))
+
+    @cached_property
+    def _starts(self) -> list[float]:
+        return [t.start for t in self.turns]
+
+    @cached_property
+    def _longest(self) -> float:
+        return max((t.end - t.start for t in self.turns), default=0.0)
+
+    def near(self, start: float, end: float) -> tuple[Turn, ...]:
+        """The turns that touch [start, end], found by bisection (a long file has thousands)."""
+        lo = bisect.bisect_left(self._starts, start - self._longest)
+        hi = bisect.bisect_right(self._starts, end)
+        return tuple(t for t in self.turns[lo:hi] if t.end >= start)
+
     def speaker_at(self, start: float, end: float) -> int | None:
         """The speaker who talks most within [start, end] (the nearest turn when nobody does)."""
         if not self.turns:
             return None
         talk = np.zeros(self.speakers)
-        for t in self.turns:
+        for t in self.near(start, end):
             talk[t.speaker] += max(0.0, min(end, t.end) - max(start, t.start))
         if talk.max() > 0:
             return int(talk.argmax())
         mid = (start + end) / 2
-        inside = [t for t in self.turns if t.start <= mid <= t.end]  # a point (a zero-length word) in a turn
+        inside = self.near(mid, mid)  # a point (a zero-length word) in a turn
         if inside:
             return min(inside, key=lambda t: t.end - t.start).speaker
         return min(self.turns, key=lambda t: min(abs(t.start - mid), abs(t.end - mid))).speaker

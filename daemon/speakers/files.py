@@ -76,7 +76,7 @@ def split_by_speaker(seg: TimedText, result: Diarization, text: Callable[[str], 
     whole = [dataclasses.replace(seg, speaker=label(who) if who is not None else None)]
     if who is None or len(seg.words) < 2:
         return whole
-    near = tuple(t for t in result.turns if t.end >= seg.start - NEAR_S and t.start <= seg.end + NEAR_S)
+    near = result.near(seg.start - NEAR_S, seg.end + NEAR_S)
     local = dataclasses.replace(result, turns=near or result.turns)
     speakers = [local.speaker_at(w.start, w.end) for w in seg.words]
     runs = _runs(seg.words, [s if s is not None else who for s in speakers])
