@@ -9,6 +9,7 @@ its audio). `delete_voice` removes a voice (not the names it gave); deleting a r
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -99,10 +100,11 @@ def voices_version(store: Store) -> tuple[int, str]:
 
 
 def delete_voice(store: Store, name_or_id: str) -> bool:
-    """Delete the voice of that name, else the one of that id (a voice named like another's id takes only
-    itself away)."""
+    """Delete the voice of that name (as typed, or as enrolling stores it: NFC, white space collapsed), else
+    the one of that id (a voice named like another's id takes only itself away)."""
+    stored = " ".join(unicodedata.normalize("NFC", name_or_id).split())
     with store._tx() as db:
-        cur = db.execute("DELETE FROM voices WHERE name=?", (name_or_id,))
+        cur = db.execute("DELETE FROM voices WHERE name IN (?, ?)", (name_or_id, stored))
         if cur.rowcount == 0:
             cur = db.execute("DELETE FROM voices WHERE id=?", (name_or_id,))
         return cur.rowcount > 0
