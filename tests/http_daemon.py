@@ -107,3 +107,33 @@ def assert_error(r: httpx.Response, status: int, *words: str) -> dict[str, Any]:
     for w in words:
         assert w.lower() in message.lower(), (w, message)
     return dict(body["error"])
+
+
+def raw_http(port: int, request: bytes, timeout: float = 60) -> tuple[int, bytes]:
+    """One request on its own connection, as given (targets and headers httpx would re-encode or refuse);
+    (status, body)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def wait_job(url: str, job_id: str, timeout: float = 300) -> dict[str, Any]:
+    """Until the job is finished, from its `job` events (no polling sleep)."""
+    import json
+
+    with httpx.stream("GET", f"{url}/api/events?types=job", timeout=timeout) as events:
+        job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+        if job["status"] in ("done", "failed", "cancelled"):
+            return dict(job)
+        for line in events.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:]).get("job_id") == job_id:
+                job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+                if job["status"] in ("done", "failed", "cancelled"):
+                    return dict(job)
+    raise AssertionError(f"job {job_id} did not finish")

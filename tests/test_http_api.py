@@ -6,6 +6,7 @@ One daemon (loopback: open) serves the whole module; its microphone is a file of
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import socket
@@ -93,7 +94,7 @@ def test_openai_client_every_format_and_stream(client: Any, daemon: HttpDaemon) 
     words = verbose.words or []  # word times from Whisper's cross-attention alignment
     assert [w.word for w in words] == text.split()  # the text's words, each with its time, in order
     assert all(0 <= w.start <= w.end <= verbose.duration + 0.05 for w in words)
-    assert all(a.start <= b.start for a, b in zip(words, words[1:], strict=False))
+    assert all(a.start <= b.start for a, b in itertools.pairwise(words))
     assert "ask not" in " ".join(w.word for w in words).lower()
 
     with wav.open("rb") as fh:

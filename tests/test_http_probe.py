@@ -24,7 +24,7 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 from conftest import eval_clip, free_port
-from http_daemon import HttpDaemon, assert_error
+from http_daemon import HttpDaemon, assert_error, raw_http
 
 pytestmark = pytest.mark.model
 
@@ -65,17 +65,6 @@ def _record(box: Box) -> dict[str, Any]:
 
 def _cursor(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _raw_http(port: int, request: bytes, timeout: float = 60) -> tuple[int, bytes]:
-    """One request on its own connection (headers httpx would refuse to send); (status, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(request)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
 
 
 # ---------------------------------------------------------------------------- records: hostile input
@@ -148,7 +137,7 @@ def test_odd_ranges_are_416_or_the_whole_file(box: Box) -> None:
     path = f"/api/records/{box.record_id}/audio"
 
     def get(range_value: bytes) -> tuple[int, bytes]:
-        return _raw_http(
+        return raw_http(
             box.d.port,
             b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nRange: " + range_value + b"\r\n"
             b"Connection: close\r\n\r\n",
@@ -192,7 +181,7 @@ def _post_multipart(box: Box, boundary: bytes, body: bytes) -> tuple[int, bytes]
         + str(len(body)).encode()
         + b"\r\nConnection: close\r\n\r\n"
     )
-    return _raw_http(box.d.port, head + body)
+    return raw_http(box.d.port, head + body)
 
 
 def _file_records(box: Box) -> list[dict[str, Any]]:

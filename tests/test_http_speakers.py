@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 from conftest import eval_clip, join_clips, write_wav
-from http_daemon import HttpDaemon, assert_error
+from http_daemon import HttpDaemon, assert_error, wait_job
 
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 
@@ -158,7 +157,7 @@ def test_job_with_speakers_labels_every_file_and_its_results(daemon: HttpDaemon,
     assert r.status_code == 201, r.text
     job = r.json()["job"]
     assert job["options"]["speakers"] == 2 and job["options"]["min_speakers"] == 1
-    job = wait_job(daemon, job["id"])
+    job = wait_job(daemon.url, job["id"], TIMEOUT)
     assert job["status"] == "done" and job["files_done"] == 2, job
     base = f"{daemon.url}/api/jobs/{job['id']}"
     for idx, name in ((0, "abab.wav"), (1, "ba.wav")):
@@ -174,20 +173,6 @@ def test_job_with_speakers_labels_every_file_and_its_results(daemon: HttpDaemon,
     with zipfile.ZipFile(io.BytesIO(httpx.get(f"{base}/results.zip?format=vtt", timeout=30).content)) as zf:
         vtts = [zf.read(n).decode() for n in sorted(zf.namelist())]
     assert len(vtts) == 2 and all("\nS1: " in v and "\nS2: " in v for v in vtts)
-
-
-def wait_job(daemon: HttpDaemon, job_id: str) -> dict[str, Any]:
-    """Until the job is finished, from its `job` events (no polling sleep)."""
-    with httpx.stream("GET", f"{daemon.url}/api/events?types=job", timeout=TIMEOUT) as events:
-        job = httpx.get(f"{daemon.url}/api/jobs/{job_id}", timeout=30).json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return dict(job)
-        for line in events.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("job_id") == job_id:
-                job = httpx.get(f"{daemon.url}/api/jobs/{job_id}", timeout=30).json()
-                if job["status"] in ("done", "failed", "cancelled"):
-                    return dict(job)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 # ---------------------------------------------------------------------------- enrolled voices

@@ -10,8 +10,6 @@ One daemon with the real speaker models (conftest's `speaker_models`) serves the
 
 from __future__ import annotations
 
-import json
-import socket
 import unicodedata
 import wave
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ import httpx2 as httpx
 import numpy as np
 import pytest
 from conftest import eval_clip
-from http_daemon import HttpDaemon, assert_error
+from http_daemon import HttpDaemon, assert_error, raw_http, wait_job
 
 from daemon.audio.decode import SAMPLE_RATE, decode_file
 
@@ -198,13 +196,8 @@ def test_a_1_gb_voice_upload_is_refused_early(box: Box) -> None:
 
 def _raw(box: Box, method: str, target: bytes) -> tuple[int, bytes]:
     """One request with a target httpx would re-encode (%ff, %00)."""
-    with socket.create_connection(("127.0.0.1", box.d.port), timeout=60) as s:
-        s.sendall(method.encode() + b" " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
+    head = method.encode() + b" " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    return raw_http(box.d.port, head)
 
 
 def test_odd_voice_paths_are_one_line_404s(box: Box) -> None:
@@ -286,7 +279,7 @@ def test_a_name_cannot_break_the_srt_cues(box: Box) -> None:
     job = httpx.post(
         f"{box.url}/api/jobs", data={"speakers": "1"}, files={"file": ("j.wav", box.clip)}, timeout=TIMEOUT
     ).json()["job"]
-    assert _wait_job(box, job["id"])["status"] == "done"
+    assert wait_job(box.url, job["id"], TIMEOUT)["status"] == "done"
     rid = httpx.get(f"{box.url}/api/jobs/{job['id']}", timeout=30).json()["files"][0]["record_id"]
     forged = "Eve\n\n99\n00:00:00,000 --> 00:00:09,000\nFAKE"
     r = httpx.put(f"{box.url}/api/records/{rid}/speakers/S1", json={"name": forged}, timeout=30)
@@ -300,20 +293,6 @@ def test_a_name_cannot_break_the_srt_cues(box: Box) -> None:
     assert_error(r, 404, "no record")
     r = httpx.get(f"{box.url}/api/jobs/{job['id']}/files/0/result?format=srt", timeout=30)
     assert_error(r, 410, "record was deleted")  # was a 409 'it is done'
-
-
-def _wait_job(box: Box, job_id: str) -> dict[str, Any]:
-    """Until the job is finished, from its `job` events (no polling sleep)."""
-    with httpx.stream("GET", f"{box.url}/api/events?types=job", timeout=TIMEOUT) as events:
-        job = httpx.get(f"{box.url}/api/jobs/{job_id}", timeout=30).json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return dict(job)
-        for line in events.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("job_id") == job_id:
-                job = httpx.get(f"{box.url}/api/jobs/{job_id}", timeout=30).json()
-                if job["status"] in ("done", "failed", "cancelled"):
-                    return dict(job)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 # ---------------------------------------------------------------------------- speaker counts
