@@ -260,6 +260,17 @@ def _record(row: sqlite3.Row) -> Record:
     return Record(**d)
 
 
+def drop_records(db: sqlite3.Connection, match: str, params: Sequence[Any]) -> int:
+    """Inside a transaction: the records matching `match` (SQL on `records`) go, with what hangs on them: their
+    search entries, their edits, the names given to their labels. How many records went. Every path that
+    deletes records (history, the records API, retention, jobs) deletes them here."""
+    ids = f"SELECT id FROM records WHERE {match}"
+    db.execute(f"DELETE FROM records_fts WHERE rowid IN (SELECT rowid FROM records WHERE {match})", params)
+    db.execute(f"DELETE FROM record_edits WHERE record_id IN ({ids})", params)
+    db.execute(f"DELETE FROM speaker_names WHERE scope='record' AND scope_id IN ({ids})", params)
+    return int(db.execute(f"DELETE FROM records WHERE {match}", params).rowcount)
+
+
 class Store:
     """One connection guarded by a lock; safe to share between threads.
 
@@ -554,17 +565,8 @@ class Store:
         match = f"id IN ({marks}) AND status != 'pending'"
         with self._tx() as db:
             if delete_records:
-                db.execute(
-                    f"DELETE FROM records_fts WHERE rowid IN (SELECT rowid FROM records WHERE {match})", record_ids
-                )
-                db.execute(
-                    "DELETE FROM speaker_names WHERE scope='record' AND scope_id IN "
-                    f"(SELECT id FROM records WHERE {match})",
-                    record_ids,
-                )
-                cur = db.execute(f"DELETE FROM records WHERE {match}", record_ids)
-            else:
-                cur = db.execute(f"UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE {match}", record_ids)
+                return drop_records(db, match, record_ids)
+            cur = db.execute(f"UPDATE records SET audio_path=NULL, audio_bytes=NULL WHERE {match}", record_ids)
             return int(cur.rowcount)
 
     # ------------------------------------------------------------------ outbox
@@ -666,13 +668,7 @@ class Store:
 
     def delete(self, record_id: str) -> bool:
         with self._tx() as db:
-            row = db.execute("SELECT rowid FROM records WHERE id=?", (record_id,)).fetchone()
-            if row is None:
-                return False
-            db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
-            db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (record_id,))
-            db.execute("DELETE FROM records WHERE id=?", (record_id,))
-        return True
+            return drop_records(db, "id=?", (record_id,)) > 0
 
     # ------------------------------------------------------------------ reading
     def get(self, record_id: str) -> Record | None:

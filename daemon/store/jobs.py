@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from daemon.batch.transcribe import Outcome
-from daemon.store.db import Store, utc_now
+from daemon.store.db import Store, drop_records, utc_now
 from daemon.store.records import write_file
 
 JOB_FIELDS = "id, name, created_at, finished_at, status, options"
@@ -178,11 +178,7 @@ class JobStore:
             rows = db.execute("SELECT path, record_id FROM job_files WHERE job_id=?", (job_id,)).fetchall()
             for r in rows:
                 if r[1]:
-                    rec = db.execute("SELECT rowid FROM records WHERE id=?", (r[1],)).fetchone()
-                    if rec is not None:
-                        db.execute("DELETE FROM records_fts WHERE rowid=?", (rec[0],))
-                        db.execute("DELETE FROM records WHERE id=?", (r[1],))
-                    db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (r[1],))
+                    drop_records(db, "id=?", (r[1],))
             db.execute("DELETE FROM job_files WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM jobs WHERE id=?", (job_id,))
         return [r[0] for r in rows]

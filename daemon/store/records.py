@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from daemon.errors import AsrboxError
 from daemon.lang import NO_SPACE_LANGUAGES
-from daemon.store.db import Record, Store, fts_query, iso, utc_now
+from daemon.store.db import Record, Store, drop_records, fts_query, iso, utc_now
 
 if TYPE_CHECKING:
     from daemon.batch.transcribe import Outcome
@@ -425,10 +425,7 @@ def delete(store: Store, record_id: str) -> dict[str, Any]:
         raise HistoryError(f"record {record_id} is still being transcribed; delete it once it is done", 409)
     audio = audio_file(store, row)
     with store._tx() as db:
-        db.execute("DELETE FROM records_fts WHERE rowid=?", (row["rowid"],))
-        db.execute("DELETE FROM record_edits WHERE record_id=?", (record_id,))
-        db.execute("DELETE FROM speaker_names WHERE scope='record' AND scope_id=?", (record_id,))
-        db.execute("DELETE FROM records WHERE id=? AND status != 'pending'", (record_id,))
+        drop_records(db, "id=? AND status != 'pending'", (record_id,))
     removed = False
     if audio is not None and in_store(store, audio):
         try:
