@@ -14,7 +14,6 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from daemon.batch.transcribe import describe
 from daemon.errors import AsrboxError, ConfigError, ModelError
 from daemon.http.deps import core, refuse
 from daemon.http.uploads import MB, ReceivedFile, Upload, receive
@@ -140,14 +139,9 @@ def _voice_form(upload: Upload) -> tuple[str, ReceivedFile]:
 
 
 def _embed(app: App, f: ReceivedFile) -> tuple[Vector, float]:
-    """A worker thread's: the voice's embedding with the file labeller's CAM++ (loaded once)."""
-    try:
-        embed = app.files.labeller(SpeakerRequest()).diarizer.embedder.embed
-    except AsrboxError:
-        raise
-    except Exception as exc:  # a damaged model file (a partial copy): onnxruntime's own exception types
-        log.warning("speaker models cannot be loaded: %s", describe(exc))
-        raise ModelError(f"speaker models cannot be loaded ({type(exc).__name__}): asrbox models verify") from None
+    """A worker thread's: the voice's embedding with the file labeller's CAM++ (loaded once; a damaged model
+    file is a ModelError naming `asrbox models verify`)."""
+    embed = app.files.labeller(SpeakerRequest()).diarizer.embedder.embed
     return voice_embedding(app.settings, f.path, f.name, embed)
 
 

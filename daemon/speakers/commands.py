@@ -122,7 +122,7 @@ def voice_name(raw: str, what: str = "a voice's name") -> str:
     """An enrolled voice's (or a label's given) name, checked: NFC, runs of white space (new lines too) one
     space, trimmed, 1-100 characters, no control, format, surrogate or unassigned characters (a name is written
     into SRT/VTT cues, CSV rows and log lines: it must stay one line that reads as it looks)."""
-    name = " ".join(unicodedata.normalize("NFC", raw).split())
+    name = db.stored_name(raw)
     if not name:
         raise ConfigError(f"{what} is empty")
     if "\ufffd" in name:  # what bytes that are not UTF-8 decode to (a form field, a JSON body)
@@ -175,16 +175,11 @@ def voice_embedding(settings: Settings, path: Path, shown: str, embed: Embed | N
 
 
 def _load_embed(settings: Settings) -> Embed:
-    """The CAM++ of the speaker models folder; a ModelError naming `asrbox models verify` when a file in it is
-    damaged (onnxruntime raises its own exception types)."""
+    """The CAM++ of the speaker models folder (a damaged file: a ModelError naming `asrbox models verify`)."""
     from daemon.speakers.embed import Embedder
     from daemon.speakers.models import load
 
-    models = load(settings.speakers.folder(settings.asr))
-    try:
-        return Embedder(models.embedding, settings.speakers.threads).embed
-    except Exception as exc:
-        raise ModelError(f"speaker models cannot be loaded ({type(exc).__name__}): asrbox models verify") from None
+    return Embedder(load(settings.speakers.folder(settings.asr)).embedding, settings.speakers.threads).embed
 
 
 def _voiced_s(settings: Settings, audio: npt.NDArray[np.float32]) -> float:

@@ -99,12 +99,16 @@ def voices_version(store: Store) -> tuple[int, str]:
     return int(row[0]), str(row[1])
 
 
+def stored_name(raw: str) -> str:
+    """A name as the store keeps it: NFC, runs of white space (new lines too) one space, trimmed."""
+    return " ".join(unicodedata.normalize("NFC", raw).split())
+
+
 def delete_voice(store: Store, name_or_id: str) -> bool:
     """Delete the voice of that name (as typed, or as enrolling stores it: NFC, white space collapsed), else
     the one of that id (a voice named like another's id takes only itself away)."""
-    stored = " ".join(unicodedata.normalize("NFC", name_or_id).split())
     with store._tx() as db:
-        cur = db.execute("DELETE FROM voices WHERE name IN (?, ?)", (name_or_id, stored))
+        cur = db.execute("DELETE FROM voices WHERE name IN (?, ?)", (name_or_id, stored_name(name_or_id)))
         if cur.rowcount == 0:
             cur = db.execute("DELETE FROM voices WHERE id=?", (name_or_id,))
         return cur.rowcount > 0
