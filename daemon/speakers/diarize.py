@@ -178,17 +178,20 @@ def _unheard(at: int, samples: int, speech: Spans | None) -> Window | None:
     if speech is None:
         return None
     n = frames_of(max(min(samples, WINDOW), 251))
-    centres = (at + np.arange(n) * FRAME + FRAME_CENTRE) / SAMPLE_RATE
-    return None if inside(speech, centres.astype(np.float64)).any() else Window(at, np.zeros((n, LOCAL), np.float32))
+    return None if _heard(speech, at, n).any() else Window(at, np.zeros((n, LOCAL), np.float32))
 
 
 def _masked(win: Window, speech: Spans | None) -> Window:
     """The window with its frames outside the speech spans silenced (the VAD heard nobody there)."""
     if speech is None:
         return win
-    centres = (win.start + np.arange(win.activity.shape[0]) * FRAME + FRAME_CENTRE) / SAMPLE_RATE
-    keep = inside(speech, centres.astype(np.float64))
+    keep = _heard(speech, win.start, win.activity.shape[0])
     return Window(win.start, win.activity * keep[:, None].astype(np.float32))
+
+
+def _heard(speech: Spans, at: int, frames: int) -> npt.NDArray[np.bool_]:
+    """Per frame of the window that starts at sample `at`, whether its centre lies in speech."""
+    return inside(speech, (at + np.arange(frames) * FRAME + FRAME_CENTRE) / SAMPLE_RATE)
 
 
 def _runs(active: npt.NDArray[np.bool_]) -> list[npt.NDArray[np.bool_]]:
