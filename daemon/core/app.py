@@ -30,7 +30,7 @@ from daemon.audio.vad import load_vad
 from daemon.batch.transcribe import Outcome
 from daemon.core.bus import EventBus
 from daemon.core.commands import CommandDesk
-from daemon.core.files import FileOptions, FileTranscription, record_outcome
+from daemon.core.files import FileOptions, FileTranscription
 from daemon.core.jobs import JobRunner
 from daemon.core.outbox import Outbox
 from daemon.core.supervisor import Supervisor
@@ -61,6 +61,7 @@ from daemon.settings import Settings
 from daemon.store.audio import remove_partials
 from daemon.store.db import Store, iso, utc_now
 from daemon.store.hotwords import saved_terms
+from daemon.store.records import save_file
 from daemon.store.retention import Retention
 from daemon.text.pipeline import TextPipeline
 from daemon.transcript import DecodeOptions
@@ -562,7 +563,7 @@ class App:
         """Transcribe one file now (ahead of jobs, after live finals) and record it; the record's id. Setting
         `stop` (the client went away) ends it after the window in hand."""
         outcome = await asyncio.to_thread(_first, self.files.run([path], options, interactive=True, stop=stop))
-        return outcome, record_outcome(self.store, outcome, source, audio_path)
+        return outcome, save_file(self.store, outcome, source, audio_path)  # one transaction, names with it
 
     def audio_path(self, rel: str) -> Path:
         return self.store.root / rel

@@ -3,7 +3,7 @@ worker's engine.
 
 The decode/VAD/assembly work runs on the caller's thread (`asyncio.to_thread` from the loop, or a job thread);
 every engine call is queued on the live ASR worker (`SharedEngine`), so one model serves everything and live
-finals come first. Nothing here writes to the store: the loop records outcomes (`record_outcome`).
+finals come first. Nothing here writes to the store: the loop records outcomes (`store.records.save_file`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from daemon.live.worker import SharedEngine
 from daemon.speakers.files import FileSpeakers, SpeakerRequest
 from daemon.speakers.models import present
 from daemon.store import speakers as speaker_db
-from daemon.store.db import Store
-from daemon.store.records import save_file
 from daemon.text.pipeline import TextPipeline
 
 if TYPE_CHECKING:
@@ -160,9 +158,3 @@ class FileTranscription:
                 yield Outcome(path, error=describe(exc))
             return
         yield from runner.run(files)
-
-
-def record_outcome(store: Store, outcome: Outcome, source: str, audio_path: str | None) -> str:
-    """Store a file's outcome as a record (done or failed) in one transaction, with the names enrolled voices
-    found in the file give its labels (as the CLI and jobs record theirs); returns the record id. The loop's."""
-    return save_file(store, outcome, source, audio_path)
