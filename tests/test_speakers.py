@@ -128,6 +128,23 @@ def test_live_voice_name_is_kept_as_the_session_name(tmp_path: Path, monkeypatch
         store.close()
 
 
+def test_speaker_request_refuses_what_cannot_be_met() -> None:
+    """One parser for the CLI, /v1 and jobs: an exact count must lie within min..max."""
+    from daemon.speakers.files import SpeakerRequest
+
+    assert SpeakerRequest.parse("3", 2, 4) == SpeakerRequest(3, 2, 4)
+    assert SpeakerRequest.parse("auto", None, 5) == SpeakerRequest(None, 1, 5)
+    for value, low, high, words in (
+        ("2", 3, None, "outside"),
+        ("5", None, 4, "outside"),
+        ("0", None, None, "between 1 and 50"),
+        ("many", None, None, "a number or 'auto'"),
+        ("auto", 3, 2, "min-speakers <= max-speakers"),
+    ):
+        with pytest.raises(ValueError, match=words):
+            SpeakerRequest.parse(value, low, high)
+
+
 # ---------------------------------------------------------------- real weights
 def test_prepared_models_verify_and_match_their_sources(models: Path, tmp_path: Path) -> None:
     import shutil

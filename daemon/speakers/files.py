@@ -112,6 +112,8 @@ class SpeakerRequest:
         low = min_speakers or 1
         if low < 1 or (max_speakers is not None and max_speakers < low):
             raise ValueError("need 1 <= min-speakers <= max-speakers")
+        if n is not None and (n < low or (max_speakers is not None and n > max_speakers)):
+            raise ValueError(f"{n} is outside min_speakers..max_speakers")
         return SpeakerRequest(n, low, max_speakers)
 
 
