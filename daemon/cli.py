@@ -469,17 +469,12 @@ def _history_filter(args: argparse.Namespace) -> Any:
 def _history_page(store: Store, args: argparse.Namespace) -> int:
     """`history list|search`: one page, newest first, walked and limited in SQL (daemon.store.records.page)."""
     from daemon.store import records as history
-    from daemon.store.speakers import names
 
     records, _ = history.page(store, _history_filter(args), args.limit, None)
-    known: dict[tuple[str, str], dict[str, str]] = {}
-    for r in records:
+    for r in history.with_speaker_names(store, records):
         text = (r["text"] or r["error"] or "").replace("\n", " ")
         if r["speaker"]:  # a live utterance's label, or a file's only one: shown as its name where one is given
-            scope = ("session", r["session_id"]) if r["kind"] == "live" and r["session_id"] else ("record", r["id"])
-            if scope not in known:
-                known[scope] = names(store, *scope)
-            text = f"{known[scope].get(r['speaker'], r['speaker'])}: {text}"
+            text = f"{r.get('speaker_names', {}).get(r['speaker'], r['speaker'])}: {text}"
         if len(text) > 80:
             text = text[:79] + "…"
         src = Path(r["source"]).name if r["source"] else (r["session_id"] or "")

@@ -27,7 +27,6 @@ from daemon.output.exports import EXPORT_FORMATS, MEDIA_TYPES, render_export
 from daemon.store import records as history
 from daemon.store.db import Store
 from daemon.store.records import MAX_LIMIT, HistoryError, RecordFilter, parse_time, valid_text
-from daemon.store.speakers import names as speaker_names
 
 log = logging.getLogger(__name__)
 
@@ -261,23 +260,10 @@ async def export_session(request: Request, session_id: str, format: ExportFormat
     return await _document(store, records, format, title, info, f"asrbox-session-{info['id'][:8]}")
 
 
-def _named(store: Store, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each record with the names given to its speakers' labels (a live utterance: its session's; a file: its
-    own), as `speaker_names`, where any were given."""
-    known: dict[tuple[str, str], dict[str, str]] = {}
-    out = []
-    for r in records:
-        scope = ("session", r["session_id"]) if r["kind"] == "live" and r["session_id"] else ("record", r["id"])
-        if scope not in known:
-            known[scope] = speaker_names(store, *scope)
-        out.append({**r, "speaker_names": known[scope]} if known[scope] else r)
-    return out
-
-
 async def _document(
     store: Store, records: list[dict[str, Any]], fmt: str, title: str, session: dict[str, Any] | None, stem: str
 ) -> Response:
-    records = _named(store, records)
+    records = history.with_speaker_names(store, records)
     data = await asyncio.to_thread(render_export, records, fmt, title, session)
     name = f"{stem}-{datetime.now(UTC):%Y%m%d-%H%M}.{fmt}"
     disposition = f"attachment; filename=\"{name}\"; filename*=UTF-8''{quote(name)}"

@@ -212,6 +212,21 @@ def speaker_condition(speaker: str, live: bool) -> tuple[str, list[str]]:
     return f"(({own}) OR ({in_segments}))", [speaker] * 4
 
 
+def with_speaker_names(store: Store, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record with the names given to its speakers' labels (a live utterance: its session's; a file: its
+    own), as `speaker_names`, where any were given."""
+    from daemon.store.speakers import names
+
+    known: dict[tuple[str, str], dict[str, str]] = {}
+    out = []
+    for r in records:
+        scope = ("session", r["session_id"]) if r["kind"] == "live" and r["session_id"] else ("record", r["id"])
+        if scope not in known:
+            known[scope] = names(store, *scope)
+        out.append({**r, "speaker_names": known[scope]} if known[scope] else r)
+    return out
+
+
 def page(
     store: Store, f: RecordFilter, limit: int, cursor: str | None, newest_first: bool = True
 ) -> tuple[list[dict[str, Any]], str | None]:
