@@ -138,20 +138,25 @@ def to_csv(rows: Iterable[Sequence[Any]], header: Sequence[str], lineterminator:
     return buf.getvalue()
 
 
-def csv_rows(t: FileTranscript, file: str | None = None) -> list[tuple[str, ...]]:
-    """A transcript's segments as CSV rows (start, end, text), with the file first when `file` is given."""
+def csv_rows(t: FileTranscript, file: str | None = None, speakers: bool = False) -> list[tuple[str, ...]]:
+    """A transcript's segments as CSV rows (start, end, text), with the file first when `file` is given and a
+    speaker column before the text (the name where one was given) when `speakers`."""
     lead = () if file is None else (file,)
+    if speakers:
+        return [(*lead, f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for s in t.segments]
     return [(*lead, f"{s.start:.2f}", f"{s.end:.2f}", s.text) for s in t.segments]
+
+
+def _csv_header(file: bool, speakers: bool) -> tuple[str, ...]:
+    return (*(("file",) if file else ()), "start", "end", *(("speaker",) if speakers else ()), "text")
 
 
 def batch_csv(files: Sequence[tuple[str, FileTranscript]]) -> str:
     """One CSV for a batch of (file name, transcript): file, start, end, text; with a `speaker` column before the
     text (the name where one is known, as a file's CSV) when any file has speaker labels. `asrbox transcribe
     --csv-file` and a job's results.csv."""
-    if not any(s.speaker for _, t in files for s in t.segments):
-        return to_csv([row for name, t in files for row in csv_rows(t, name)], ("file", "start", "end", "text"))
-    rows = [(name, f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for name, t in files for s in t.segments]
-    return to_csv(rows, ("file", "start", "end", "speaker", "text"))
+    speakers = any(s.speaker for _, t in files for s in t.segments)
+    return to_csv([row for name, t in files for row in csv_rows(t, name, speakers)], _csv_header(True, speakers))
 
 
 def render(t: FileTranscript, fmt: str) -> str:
@@ -164,10 +169,8 @@ def render(t: FileTranscript, fmt: str) -> str:
     if fmt == "vtt":
         return to_vtt(t.segments, t.speaker_names)
     if fmt == "csv":
-        if any(s.speaker for s in t.segments):  # a speaker column (the name where one was given)
-            rows = [(f"{s.start:.2f}", f"{s.end:.2f}", t.who(s) or "", s.text) for s in t.segments]
-            return to_csv(rows, ("start", "end", "speaker", "text"))
-        return to_csv(csv_rows(t), ("start", "end", "text"))
+        speakers = any(s.speaker for s in t.segments)  # a speaker column (the name where one was given)
+        return to_csv(csv_rows(t, speakers=speakers), _csv_header(False, speakers))
     raise ValueError(f"unknown format {fmt!r}")
 
 
