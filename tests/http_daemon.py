@@ -123,17 +123,25 @@ def raw_http(port: int, request: bytes, timeout: float = 60) -> tuple[int, bytes
     return int(head.split()[1]), body
 
 
-def wait_job(url: str, job_id: str, timeout: float = 300) -> dict[str, Any]:
-    """Until the job is finished, from its `job` events (no polling sleep)."""
+def wait_job(url: str, job_id: str, timeout: float = 300, until: Any = None) -> dict[str, Any]:
+    """The job once `until(job)` holds (default: finished), checked at once, then on each of its events on
+    /api/events and on the stream's keepalives (no polling sleep)."""
     import json
 
-    with httpx.stream("GET", f"{url}/api/events?types=job", timeout=timeout) as events:
-        job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
-        if job["status"] in ("done", "failed", "cancelled"):
-            return dict(job)
-        for line in events.iter_lines():
-            if line.startswith("data:") and json.loads(line[5:]).get("job_id") == job_id:
+    done = until or (lambda j: j["status"] in ("done", "failed", "cancelled"))
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    try:
+        with httpx.stream("GET", f"{url}/api/events?types=job", timeout=timeout) as events:
+            job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
+            lines = events.iter_lines()
+            while not done(job) and time.monotonic() < deadline:
+                line = next(lines)
+                if not line or (line.startswith("data:") and json.loads(line[5:]).get("job_id") != job_id):
+                    continue
                 job = httpx.get(f"{url}/api/jobs/{job_id}", timeout=30).json()
-                if job["status"] in ("done", "failed", "cancelled"):
-                    return dict(job)
-    raise AssertionError(f"job {job_id} did not finish")
+    except (httpx.ReadTimeout, StopIteration):  # no event within the timeout, or the stream ended
+        pass
+    if done(job):
+        return dict(job)
+    raise AssertionError(f"job {job_id} did not get there in {timeout} s: {job}")

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from conftest import EVAL, ROOT, Broker, asrbox, eval_rows, free_port
+from http_daemon import wait_job
 
 pytestmark = [pytest.mark.model, pytest.mark.broker]
 
@@ -117,14 +118,8 @@ class Daemon:
         return self.json("POST", path, body=body, headers={"Content-Type": ctype})
 
     def wait_job(self, job_id: str, pred: Any, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, job = self.json("GET", f"/api/jobs/{job_id}")
-            assert status == 200, job
-            if pred(job):
-                return dict(job)
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} did not get there in {timeout} s: {job}")
+        """Until `pred(job)`, on the job's events (http_daemon.wait_job)."""
+        return wait_job(f"http://127.0.0.1:{self.port}", job_id, timeout, pred)
 
     def db(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.store / 'asrbox.db'}?mode=ro", uri=True)

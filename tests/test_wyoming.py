@@ -29,6 +29,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
+from wyoming.ping import Ping, Pong
 
 pytestmark = [pytest.mark.model, pytest.mark.broker]
 
@@ -347,7 +348,9 @@ def test_sigterm_with_a_client_connected_stops_in_order(daemon: Daemon) -> None:
     async def hold_open() -> bool:
         async with AsyncTcpClient("127.0.0.1", daemon.port, connect_timeout=5, read_timeout=30) as client:
             await client.write_event(AudioStart(16000, 2, 1).event())
-            await asyncio.sleep(0.5)
+            await client.write_event(Ping(text="barrier").event())  # answered once AudioStart is handled
+            pong = await client.read_event()
+            assert pong is not None and Pong.is_type(pong.type)
             daemon.proc.send_signal(signal.SIGTERM)
             return await client.read_event() is None  # closed by the daemon
 
