@@ -5,7 +5,6 @@ the worker stops, a call fails at once with EngineUnavailable instead of hanging
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -27,13 +26,16 @@ class GatedEngine:
         self.order: list[int] = []
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.called = threading.Condition()  # notified after each call is recorded
 
     def transcribe(self, audios: Sequence[Audio], options: DecodeOptions) -> list[Transcript]:
         tag = int(audios[0][0])
         if not self.order:
             self.entered.set()
             assert self.release.wait(10)
-        self.order.append(tag)
+        with self.called:
+            self.order.append(tag)
+            self.called.notify_all()
         return [Transcript(str(tag), "en", 1.0, (Segment(0.0, 0.1, str(tag)),)) for _ in audios]
 
     def close(self) -> None:
@@ -121,10 +123,8 @@ def test_held_background_waits_for_the_live_final(worker: tuple[AsrWorker, Gated
 
 
 def wait_for(engine: GatedEngine, tag: int) -> None:
-    deadline = time.monotonic() + 5
-    while tag not in engine.order:
-        assert time.monotonic() < deadline, engine.order
-        time.sleep(0.005)
+    with engine.called:
+        assert engine.called.wait_for(lambda: tag in engine.order, 5), engine.order
 
 
 def test_a_stuck_speaker_embedding_does_not_hold_later_finals(monkeypatch: pytest.MonkeyPatch) -> None:
