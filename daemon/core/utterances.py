@@ -54,8 +54,9 @@ class Utterances:
         self.speakers = LiveSpeakers(app.store, app.settings)
         models = live_models(app.settings)
         if models is not None:
-            app.worker.embed_speaker = speaker_embedder(app.settings, models)
-            app.listener.watch = turn_watch(app.settings, models)
+            cam = speaker_embedder(app.settings, models)
+            app.worker.embed_speaker = cam.embed
+            app.listener.watch = turn_watch(app.settings, models, cam)
 
     def close(self) -> None:
         """Shutdown is past the worker's deadline: results that still come back are not stored (the outbox has

@@ -51,9 +51,9 @@ class ChangeDetector:
     """`detector(audio, skip)` -> where in `audio` (its last 10 s) a second voice takes over. Candidates near a
     sample index in `skip` (turned down before) are not tried again."""
 
-    def __init__(self, models: SpeakerModels, threads: int = 1) -> None:
+    def __init__(self, models: SpeakerModels, threads: int = 1, embedder: Embedder | None = None) -> None:
         self.segmentation = Segmentation(models.segmentation, threads)
-        self.embedder = Embedder(models.embedding, threads)
+        self.embedder = embedder or Embedder(models.embedding, threads)  # the live worker's, when given
 
     def __call__(self, audio: npt.NDArray[np.float32], skip: Sequence[int] = ()) -> Verdict:
         base = max(audio.size - WINDOW, 0)

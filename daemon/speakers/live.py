@@ -7,7 +7,6 @@ so that one final holds one speaker."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,13 +19,13 @@ from daemon.speakers.models import SpeakerModels, present
 
 if TYPE_CHECKING:
     from daemon.speakers.change import TurnWatch
+    from daemon.speakers.embed import Embedder
     from daemon.store.db import Store
     from daemon.store.speakers import Voice
 
 log = logging.getLogger(__name__)
 
 Vector = npt.NDArray[np.float32]
-Embed = Callable[[npt.NDArray[np.float32]], Vector | None]
 
 
 def live_models(settings: Settings) -> SpeakerModels | None:
@@ -51,20 +50,22 @@ def live_models(settings: Settings) -> SpeakerModels | None:
     return load(folder)
 
 
-def embedder(settings: Settings, models: SpeakerModels) -> Embed:
-    """The ASR worker's embedding function (its own onnxruntime session)."""
+def embedder(settings: Settings, models: SpeakerModels) -> Embedder:
+    """CAM++ for live finals: one onnxruntime session, shared by the ASR worker's embeddings and the segmenter
+    thread's change-of-voice checks (a session runs from several threads; loading it twice cost 75 MB)."""
     from daemon.speakers.embed import Embedder
 
-    return Embedder(models.embedding, settings.speakers.threads).embed
+    return Embedder(models.embedding, settings.speakers.threads)
 
 
-def turn_watch(settings: Settings, models: SpeakerModels) -> TurnWatch | None:
-    """The segmenter thread's change-of-voice watch (its own sessions), unless `split_turns` is off."""
+def turn_watch(settings: Settings, models: SpeakerModels, embed: Embedder) -> TurnWatch | None:
+    """The segmenter thread's change-of-voice watch (its own segmentation session), unless `split_turns` is
+    off."""
     if not settings.speakers.split_turns:
         return None
     from daemon.speakers.change import ChangeDetector, TurnWatch
 
-    return TurnWatch(ChangeDetector(models, settings.speakers.threads))
+    return TurnWatch(ChangeDetector(models, settings.speakers.threads, embed))
 
 
 class LiveSpeakers:
